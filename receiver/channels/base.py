@@ -19,11 +19,13 @@ Adding a channel = one module here + its templates under ``receiver/templates/``
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
+
+from receiver.model import Notification
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,14 @@ class Channel(abc.ABC):
     def __init__(self, name: str, options: Mapping[str, Any]):
         self.name = name
         self.options = dict(options)
+
+    def template_context(self, notifications: Sequence[Notification]) -> dict[str, Any]:
+        """Extra template variables for this target (e.g. mentions resolved from a people map).
+
+        Called once per message (one notification, or several for a digest); the result is merged
+        into the template context and also handed to ``build()`` as ``RenderedMessage.meta``.
+        """
+        return {}
 
     @abc.abstractmethod
     def build(self, message: RenderedMessage) -> OutboundRequest:
