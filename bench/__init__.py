@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): each module measures against a reference taken in the same run."""
