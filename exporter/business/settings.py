@@ -1,0 +1,120 @@
+"""The ``agent:`` config section, parsed once into typed settings, and its semantic checks (the
+schema covers shapes; this covers paths, regexes, names)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentmon.configload import format_path
+from exporter.business.mapping import MappingConfigError, MetricSpec, PerSymbolPolicy
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+AGENT_CONFIG_SCHEMA_PATH = SCHEMA_DIR / "agent-config.schema.json"
+AGENT_STATS_SCHEMA_PATH = SCHEMA_DIR / "agent-stats.schema.json"
+DEFAULT_MAPPING_PATH = Path(__file__).resolve().parent / "default_mapping.yaml"
+# Always emitted by the source itself; a mapping entry cannot take these names.
+RESERVED_NAMES = frozenset({"agent_up", "agent_fetch_duration_seconds", "agent_mapping_errors_total"})
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    tls_verify: bool = True
+    per_symbol: PerSymbolPolicy = PerSymbolPolicy()
+    mapping: tuple[MetricSpec, ...] = ()
+
+
+@cache
+def default_mapping_entries() -> tuple[Mapping[str, Any], ...]:
+    """The packaged default mapping (covers the whole stats contract)."""
+    return tuple(yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")))
+
+
+def merged_entries(agent_cfg: Mapping[str, Any]) -> list[tuple[tuple, Mapping[str, Any]]]:
+    """(config key path, entry) of the effective mapping: defaults, then the user's entries; a user
+    entry with a default's name takes that default's place."""
+    user = [(("agent", "mapping", i), e) for i, e in enumerate(agent_cfg.get("mapping") or [])]
+    if not agent_cfg.get("default_mapping", True):
+        return user
+    by_name = {e.get("name"): (p, e) for p, e in user}
+    out = []
+    for entry in default_mapping_entries():
+        out.append(by_name.pop(entry["name"], (("default_mapping", entry["name"]), entry)))
+    seen = {id(e) for _, e in out}
+    out.extend((p, e) for p, e in user if id(e) not in seen)
+    return out
+
+
+def agent_config_problems(config: Mapping[str, Any]) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """Semantic checks over a whole config file, in the form agentmon.configload's ``checks=`` takes
+    (key path tuples, relative to the file's root). No ``agent:`` section → no problems."""
+    agent_cfg = config.get("agent")
+    if not isinstance(agent_cfg, Mapping):
+        return []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    include = (agent_cfg.get("per_symbol") or {}).get("include")
+    if include is not None:
+        try:
+            re.compile(include)
+        except re.error as exc:
+            problems.append((("agent", "per_symbol", "include"), f"invalid regular expression: {exc}"))
+    user_names: dict[str, int] = {}
+    for i, entry in enumerate(agent_cfg.get("mapping") or []):
+        name = entry.get("name")
+        if name in user_names:
+            problems.append((("agent", "mapping", i, "name"), f"duplicate metric name {name!r} (also mapping[{user_names[name]}])"))
+        else:
+            user_names[name] = i
+        if name in RESERVED_NAMES:
+            problems.append((("agent", "mapping", i, "name"), f"{name!r} is reserved for the exporter's own agent metrics"))
+    for key_path, entry in merged_entries(agent_cfg):
+        try:
+            MetricSpec.from_config(entry)
+        except MappingConfigError as exc:
+            problems.append((key_path + tuple(_split_key(exc.key)), exc.reason))
+    return problems
+
+
+def check_agent_config(agent_cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """[(key path like 'agent.mapping[3].labels.exchange', reason)] for a schema-valid ``agent:`` mapping."""
+    return [(format_path(p), reason) for p, reason in agent_config_problems({"agent": agent_cfg})]
+
+
+def _split_key(key: str) -> list[str]:
+    return key.split(".", 1) if key.startswith("labels.") else [key]
+
+
+def parse_agent_settings(agent_cfg: Mapping[str, Any] | None) -> AgentSettings:
+    """Typed settings from a schema-valid ``agent:`` mapping (None → defaults). Raises ValueError
+    listing every problem when the semantic checks fail."""
+    agent_cfg = agent_cfg or {}
+    problems = check_agent_config(agent_cfg)
+    if problems:
+        raise ValueError("invalid agent config: " + "; ".join(f"{p}: {r}" for p, r in problems))
+    ps = agent_cfg.get("per_symbol") or {}
+    return AgentSettings(
+        url=agent_cfg.get("url"),
+        headers=dict(agent_cfg.get("headers") or {}),
+        timeout=float(agent_cfg.get("timeout", DEFAULT_TIMEOUT)),
+        max_body_bytes=int(agent_cfg.get("max_body_bytes", DEFAULT_MAX_BODY)),
+        tls_verify=not agent_cfg.get("tls_insecure_skip_verify", False),
+        per_symbol=PerSymbolPolicy(
+            enabled=bool(ps.get("enabled", False)),
+            max_series=int(ps.get("max_series", 200)),
+            include=re.compile(ps["include"]) if ps.get("include") is not None else None,
+        ),
+        mapping=tuple(MetricSpec.from_config(e) for _, e in merged_entries(agent_cfg)),
+    )
