@@ -1,0 +1,165 @@
+"""Start a real binary on a free loopback port, wait until it is ready, stop it by PID.
+
+Why: integration tests run real Prometheus / AlertManager / Pushgateway / our own processes.
+They must bind random free ports on 127.0.0.1, fail with the process's own output when it
+does not come up, and never leave processes behind.
+
+Usage::
+
+    from helpers.procs import free_port, start_process
+
+    port = free_port()
+    proc = start_process(["prometheus-alertmanager", f"--web.listen-address=127.0.0.1:{port}", ...],
+                         ready_url=f"http://127.0.0.1:{port}/-/ready", timeout=20)
+    try:
+        ...
+    finally:
+        proc.stop()
+
+or as a context manager: ``with start_process(argv, ready_url) as proc: ...``.
+
+In pytest, the ``processes`` fixture starts any number of processes and stops them all in
+teardown; import it into a test module (``from helpers.procs import processes  # noqa: F401``)::
+
+    def test_x(processes):
+        am = processes(["prometheus-alertmanager", ...], ready_url=..., timeout=20)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ProcessStartError(RuntimeError):
+    """The process exited or did not become ready in time; the message carries its output."""
+
+
+@dataclass
+class Proc:
+    """A started process: its argv, PID and combined stdout/stderr log file."""
+
+    argv: list[str]
+    popen: subprocess.Popen = field(repr=False)
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout/stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the process (by its PID only), SIGKILL after ``timeout``; return its exit code.
+
+        Safe to call more than once.
+        """
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=timeout)
+        return self.popen.returncode
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback test URL
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def start_process(
+    argv: Sequence[str],
+    ready_url: str | None = None,
+    timeout: float = 20.0,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+) -> Proc:
+    """Start ``argv`` and wait until ``ready_url`` answers 2xx (or, without a URL, until it is running).
+
+    Raises :class:`ProcessStartError` with the process output if it exits early or is not ready
+    within ``timeout`` seconds; the process is stopped in that case.
+    """
+    argv = [str(a) for a in argv]
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix=Path(argv[0]).name + "-", suffix=".log")
+        os.close(fd)
+        log_path = name
+    log_path = Path(log_path)
+    full_env = None if env is None else {**os.environ, **env}
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=full_env, cwd=cwd, start_new_session=True,
+        )
+    proc = Proc(argv=argv, popen=popen, log_path=log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if popen.poll() is not None:
+            raise ProcessStartError(
+                f"{argv[0]} exited with code {popen.returncode} before it was ready:\n{proc.output()}"
+            )
+        if ready_url is None or _is_ready(ready_url):
+            return proc
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise ProcessStartError(
+                f"{argv[0]} not ready at {ready_url} within {timeout:.0f}s:\n{proc.output()}"
+            )
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def processes():
+    """Fixture: a ``start_process``-like callable; every process it started is stopped in teardown."""
+    started: list[Proc] = []
+
+    def start(argv: Sequence[str], ready_url: str | None = None, timeout: float = 20.0, **kwargs) -> Proc:
+        proc = start_process(argv, ready_url, timeout, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()
