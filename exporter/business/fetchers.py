@@ -63,6 +63,8 @@ class HttpStatsFetcher:
             raise FetchError(f"timeout after {timeout:.3g}s") from None
         except aiohttp.ClientError as exc:
             raise FetchError(f"connection error: {type(exc).__name__}: {redact_text(str(exc))}") from None
+        except ValueError as exc:  # aiohttp refuses some URL/header combinations before sending
+            raise FetchError(f"invalid request: {redact_text(str(exc))}") from None
         try:
             return json.loads(body)
         except (UnicodeDecodeError, ValueError) as exc:

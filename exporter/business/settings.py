@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -71,6 +72,10 @@ def agent_config_problems(config: Mapping[str, Any]) -> Iterable[tuple[tuple[str
             re.compile(include)
         except re.error as exc:
             problems.append((("agent", "per_symbol", "include"), f"invalid regular expression: {exc}"))
+    url = agent_cfg.get("url") or ""
+    has_auth_header = any(k.lower() == "authorization" for k in (agent_cfg.get("headers") or {}))
+    if has_auth_header and urlsplit(url).username is not None:
+        problems.append((("agent", "url"), "credentials in the URL and headers.Authorization cannot be combined"))
     user_names: dict[str, int] = {}
     for i, entry in enumerate(agent_cfg.get("mapping") or []):
         name = entry.get("name")

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from exporter.business.fetchers import FetchError, StatsFetcher
 from exporter.business.mapping import Mapper, MappingResult
+from receiver.redact import redact_text
 
 log = logging.getLogger("exporter.business")
 
@@ -75,8 +76,9 @@ class StatsSource:
             self._note_failure(str(exc))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug in mapping must not take the scrape down
-            log.exception("agent stats mapping failed", extra={"source": self.fetcher.description})
+        except Exception as exc:  # a bug must not take the scrape down; the message may hold a URL
+            log.error("agent stats collection failed", extra={
+                "source": self.fetcher.description, "err": f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"})
             self._note_failure(f"internal error: {type(exc).__name__}")
         duration = time.perf_counter() - started
         if result is not None:
