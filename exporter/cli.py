@@ -1,0 +1,197 @@
+"""``agent-exporter`` command line: Prometheus-style flags, config check, serve until SIGTERM, SIGHUP reloads.
+
+    agent-exporter --config.file=examples/exporter.yml --web.listen-address=127.0.0.1:9817
+    agent-exporter --config.file=exporter.yml --config.check
+    agent-exporter --collector.disable-defaults --collector.cpu --collector.memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from agentmon.cliflags import add_common_flags, split_host_port
+from agentmon.configload import ConfigError
+from agentmon.logsetup import setup_logging
+from agentmon.webconfig import WebConfig, load_web_config
+from exporter.collectors import AVAILABLE
+from exporter.config import (
+    DEFAULT_LISTEN,
+    ExporterConfig,
+    ExporterSettings,
+    PushSettings,
+    load_exporter_config,
+)
+from exporter.server import ExporterServer
+
+log = logging.getLogger("exporter.cli")
+
+try:
+    from exporter.business import build_source
+except ImportError:  # pragma: no cover - the business half is optional for the core
+    build_source = None
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def parse_duration(text: str) -> float:
+    """'15s', '1m', '500ms', '2h' or plain seconds → seconds (> 0)."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 15s, 1m, 500ms)")
+    value = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return value
+
+
+class _CollectorFlag(argparse.Action):
+    """``--collector.<name>`` / ``--no-collector.<name>``: records the explicit choice per collector."""
+
+    def __init__(self, option_strings, dest, collector: str, enable: bool, **kwargs):
+        self.collector, self.enable = collector, enable
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        chosen = dict(getattr(namespace, self.dest) or {})
+        chosen[self.collector] = self.enable
+        setattr(namespace, self.dest, chosen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agent-exporter",
+        description="Prometheus exporter for the market-data agent: system metrics (psutil) and the agent's "
+        "business metrics, collected at scrape time.",
+    )
+    add_common_flags(p, default_listen=DEFAULT_LISTEN)
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+                   help="path under which to expose metrics (default: /metrics)")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="FILE",
+                   help="exporter-toolkit web config: TLS and basic auth (optional)")
+    p.add_argument("--web.max-requests", dest="max_requests", type=int, default=40, metavar="N",
+                   help="maximum concurrent scrape requests; more get 503; 0 = no limit (default: 40)")
+    p.add_argument("--metrics.namespace", dest="namespace", default="agentmon", metavar="NS",
+                   help="prefix of every metric name (default: agentmon)")
+    g = p.add_argument_group("collectors", "enable/disable system collectors (node_exporter style)")
+    g.add_argument("--collector.disable-defaults", dest="disable_defaults", action="store_true",
+                   help="disable every collector not explicitly enabled with --collector.<name>")
+    for name, spec in AVAILABLE.items():
+        default = "enabled" if spec.default_enabled else "disabled"
+        g.add_argument(f"--collector.{name}", dest="collector_flags", action=_CollectorFlag, collector=name,
+                       enable=True, help=f"enable the {name} collector: {spec.help} (default: {default})")
+        g.add_argument(f"--no-collector.{name}", dest="collector_flags", action=_CollectorFlag, collector=name,
+                       enable=False, help=argparse.SUPPRESS)
+    g = p.add_argument_group("push mode", "PUT the exposition to a Pushgateway periodically")
+    g.add_argument("--push.gateway-url", dest="push_url", default=None, metavar="URL",
+                   help="Pushgateway base URL, e.g. http://127.0.0.1:9091 (push mode off when unset)")
+    g.add_argument("--push.interval", dest="push_interval", type=parse_duration, default=15.0, metavar="DURATION",
+                   help="time between pushes (default: 15s)")
+    g.add_argument("--push.job", dest="push_job", default="agent-exporter", help="job label (default: agent-exporter)")
+    g.add_argument("--push.instance", dest="push_instance", default=None,
+                   help="instance label (default: the host name)")
+    p.set_defaults(collector_flags=None)
+    return p
+
+
+def enabled_collectors(args: argparse.Namespace) -> tuple[str, ...]:
+    chosen = args.collector_flags or {}
+    return tuple(
+        name for name, spec in AVAILABLE.items()
+        if chosen.get(name, False if args.disable_defaults else spec.default_enabled)
+    )
+
+
+def settings_from_args(args: argparse.Namespace, config: ExporterConfig) -> ExporterSettings:
+    push = None
+    if args.push_url:
+        push = PushSettings(args.push_url, args.push_interval, args.push_job,
+                            args.push_instance or socket.gethostname())
+    return ExporterSettings(
+        listen_address=args.listen_address,
+        telemetry_path=args.telemetry_path,
+        namespace=args.namespace,
+        collectors=enabled_collectors(args),
+        config_file=args.config_file,
+        config=config,
+        web_config_file=args.web_config_file,
+        max_requests=args.max_requests,
+        push=push,
+    )
+
+
+def _validate_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    try:
+        split_host_port(args.listen_address)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"--web.listen-address: {exc}")
+    if not args.telemetry_path.startswith("/") or args.telemetry_path.startswith("/-/") or args.telemetry_path == "/":
+        parser.error("--web.telemetry-path must start with '/' and not be '/' or under '/-/'")
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", args.namespace):
+        parser.error(f"--metrics.namespace: {args.namespace!r} is not a valid metric name prefix")
+    if args.push_url and not re.match(r"^https?://", args.push_url):
+        parser.error("--push.gateway-url must start with http:// or https://")
+
+
+async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
+    def factory(agent_cfg):
+        return build_source(agent_cfg, settings.namespace) if build_source is not None else None
+
+    server = ExporterServer(settings, factory(settings.config.agent), source_factory=factory, web_config=web_config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": settings.listen_address, "err": str(exc)})
+        await server.stop()
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(server.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate_flags(parser, args)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        config = load_exporter_config(args.config_file)
+        web_config = load_web_config(args.web_config_file)
+    except ConfigError as exc:
+        print(f"agent-exporter: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    if args.config_check:
+        checked = [f for f in (args.config_file, args.web_config_file) if f]
+        print(f"configuration OK: {', '.join(checked) if checked else '(no files given; defaults)'}")
+        return 0
+    settings = settings_from_args(args, config)
+    return asyncio.run(serve(settings, web_config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

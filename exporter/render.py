@@ -1,0 +1,149 @@
+"""Exposition of prometheus_client ``Metric`` families.
+
+Why a renderer of our own: prometheus_client's ``generate_latest`` costs ~3.9 µs per series and
+needs a registry; this renders the same text format 0.0.4 byte for byte (tested against
+``generate_latest``) several times faster, so a 10k-series business document fits a scrape budget.
+OpenMetrics is delegated to prometheus_client (only served when a client cannot take text).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as om
+from prometheus_client.utils import floatToGoString
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = om.CONTENT_TYPE_LATEST
+
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
+_TYPE_MAP = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
+_INF = math.inf
+_MAY_HAVE_OM_SAMPLES = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
+
+
+def _name(name: str) -> str:
+    return name if _LEGACY_NAME.match(name) else om.escape_metric_name(name, om.UNDERSCORES)
+
+
+def _label(name: str) -> str:
+    return name if _LEGACY_LABEL.match(name) else om.escape_label_name(name, om.UNDERSCORES)
+
+
+def _value(v: float) -> str:
+    """Same output as prometheus_client.utils.floatToGoString, with a fast path for plain numbers."""
+    d = float(v)
+    if d != d or d == _INF or d == -_INF or d > 999999.0:
+        return floatToGoString(d)
+    return repr(d)
+
+
+def _escape(v: str) -> str:
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return v
+
+
+def _sample_lines(samples: Iterable, out: list[str]) -> None:
+    last_keys: tuple | None = None
+    order: list[tuple[str, str]] = []
+    for s in samples:
+        labels = s.labels
+        if labels:
+            keys = tuple(labels)
+            if keys != last_keys:
+                last_keys = keys
+                order = [(k, _label(k)) for k in sorted(keys)]
+            lbl = "{" + ",".join([f'{n}="{_escape(labels[k])}"' for k, n in order]) + "}"
+        else:
+            lbl = ""
+        ts = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
+        out.append(f"{_name(s.name)}{lbl} {_value(s.value)}{ts}\n")
+
+
+def render_text(families: Iterable[Metric]) -> bytes:
+    """Text format 0.0.4, identical to ``prometheus_client.generate_latest`` for the same families."""
+    out: list[str] = []
+    for metric in families:
+        mname, mtype = metric.name, metric.type
+        if mtype == "counter":
+            mname += "_total"
+        elif mtype == "info":
+            mname += "_info"
+        mtype = _TYPE_MAP.get(mtype, mtype)
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        name = _name(mname)
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
+        samples = metric.samples
+        base = metric.name
+        om_samples: dict[str, list] = {}
+        if metric.type in _MAY_HAVE_OM_SAMPLES and any(
+            s.name.startswith(base) and s.name[len(base):] in _OM_SUFFIXES for s in samples
+        ):
+            plain = []
+            for s in samples:
+                suffix = s.name[len(base):] if s.name.startswith(base) else ""
+                if suffix in _OM_SUFFIXES:
+                    om_samples.setdefault(suffix, []).append(s)
+                else:
+                    plain.append(s)
+            samples = plain
+        _sample_lines(samples, out)
+        for suffix, extra in sorted(om_samples.items()):
+            n = _name(base + suffix)
+            out.append(f"# HELP {n} {doc}\n# TYPE {n} gauge\n")
+            _sample_lines(extra, out)
+    return "".join(out).encode("utf-8")
+
+
+class _Families:
+    """Minimal collector over a fixed list, for prometheus_client's OpenMetrics renderer."""
+
+    def __init__(self, families: Sequence[Metric]):
+        self._families = families
+
+    def collect(self) -> Sequence[Metric]:
+        return self._families
+
+
+def render_openmetrics(families: Sequence[Metric]) -> bytes:
+    return om.generate_latest(_Families(families))  # type: ignore[arg-type]
+
+
+def series_count(families: Iterable[Metric]) -> int:
+    return sum(len(f.samples) for f in families)
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Serve OpenMetrics only to clients that cannot take text 0.0.4.
+
+    Prometheus offers both (OpenMetrics preferred); like node_exporter we answer with text because
+    it is ~1.75x cheaper to produce (docs/exporter.md, "Formats"). A client that lists only
+    ``application/openmetrics-text`` gets OpenMetrics.
+    """
+    if not accept:
+        return False
+    wants_om = False
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if media in ("text/plain", "text/*", "*/*"):
+            return False
+        if media == "application/openmetrics-text":
+            wants_om = True
+    return wants_om

@@ -1,0 +1,245 @@
+"""One scrape: run every enabled collector in isolation, await the business source, render — shared.
+
+* Every scrape builds fresh families (no long-lived metric objects).
+* System collectors (psutil, statvfs) run in a worker thread with the scrape's deadline; a collector
+  still stuck from an earlier scrape is reported as failed instead of starting a second thread.
+* The business source is awaited concurrently on the loop with the scrape budget.
+* Concurrent scrapes of the same format share one collection in flight (single-flight).
+* Renders above ``render_thread_threshold`` series run in the worker thread, so the event loop is
+  never blocked by a large business document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import platform
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import SystemCollector, build_collectors
+from exporter.collectors.timing import CollectorResult, run_timed, scrape_families
+from exporter.config import ExporterConfig, ExporterSettings
+from exporter.render import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    render_openmetrics,
+    render_text,
+)
+
+log = logging.getLogger("exporter.scrape")
+
+VERSION = "0.1.0"
+GZIP_LEVEL = 1
+
+
+class BusinessSource(Protocol):
+    async def collect(self, timeout: float) -> list[Metric]: ...
+
+    async def close(self) -> None: ...
+
+
+class PromCollector(Protocol):
+    """A prometheus_client-style collector (``collect()`` yields families), e.g. from an embedder."""
+
+    def collect(self) -> Iterable[Metric]: ...
+
+
+def scrape_budget(header: str | None, cap: float) -> float:
+    """Time for the business source: X-Prometheus-Scrape-Timeout-Seconds minus min(0.5 s, 10 %),
+    never above ``cap`` (config ``scrape.timeout_seconds``); ``cap`` without a usable header."""
+    try:
+        t = float(header) if header else 0.0
+    except ValueError:
+        t = 0.0
+    if not t > 0:
+        return cap
+    return max(0.01, min(cap, t - min(0.5, 0.1 * t)))
+
+
+@dataclass
+class Exposition:
+    body: bytes
+    content_type: str
+    series: int
+    _gzipped: bytes | None = field(default=None, repr=False)
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=GZIP_LEVEL)
+        return self._gzipped
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a scrape reads; replaced as a whole on reload so a scrape never sees half a config."""
+
+    config: ExporterConfig
+    collectors: tuple[SystemCollector, ...]
+    source: BusinessSource | None
+
+
+class Scraper:
+    def __init__(
+        self,
+        settings: ExporterSettings,
+        source: BusinessSource | None = None,
+        extra_collectors: Sequence[PromCollector] = (),
+    ):
+        self.settings = settings
+        self.ns = settings.namespace
+        self.extra_collectors = tuple(extra_collectors)
+        self._state = _State(settings.config, self._build(settings.config), source)
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="agentmon-collect")
+        self._flights: dict[bool, asyncio.Future[Exposition]] = {}
+        self._system_busy = False
+        self.collections = 0  # collections actually run (tests check single-flight with it)
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
+
+    # -- config ------------------------------------------------------------------------------
+    def _build(self, config: ExporterConfig) -> tuple[SystemCollector, ...]:
+        return tuple(build_collectors(self.settings.collectors, self.ns, config.collector_options))
+
+    @property
+    def config(self) -> ExporterConfig:
+        return self._state.config
+
+    @property
+    def source(self) -> BusinessSource | None:
+        return self._state.source
+
+    def swap(self, config: ExporterConfig, source: BusinessSource | None) -> BusinessSource | None:
+        """Install a new config (and source) atomically; returns the previous source."""
+        old = self._state.source
+        self._state = _State(config, self._build(config), source)
+        self.last_reload_ok = True
+        self.last_reload_success = time.time()
+        return old
+
+    def reload_failed(self) -> None:
+        self.last_reload_ok = False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- collection --------------------------------------------------------------------------
+    def _run_sync(self, items: Sequence[tuple[str, Any]], results: list[CollectorResult]) -> None:
+        try:
+            for name, collect in items:
+                results.append(run_timed(name, collect))
+        finally:
+            self._system_busy = False
+
+    async def _collect_sync(self, items: Sequence[tuple[str, Any]], budget: float) -> list[CollectorResult]:
+        if not items:
+            return []
+        if self._system_busy:
+            log.warning("system collectors still running from an earlier scrape; skipped")
+            return [CollectorResult(name, error="still running") for name, _ in items]
+        results: list[CollectorResult] = []
+        self._system_busy = True
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, self._run_sync, items, results)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), budget)
+        except TimeoutError:
+            done = list(results)
+            names = {r.name for r in done}
+            late = [name for name, _ in items if name not in names]
+            log.warning("system collectors timed out", extra={"collectors": ",".join(late), "budget": budget})
+            return done + [CollectorResult(name, duration=budget, error="timeout") for name in late]
+        return results
+
+    async def _collect_business(self, source: BusinessSource, budget: float) -> CollectorResult:
+        t0 = time.perf_counter()
+        try:
+            families = list(await asyncio.wait_for(source.collect(budget), budget + 1.0))
+        except Exception as exc:  # the source promises not to raise; contain it anyway
+            log.warning("business source failed", extra={"err": f"{type(exc).__name__}: {exc}"})
+            return CollectorResult("agent", [], time.perf_counter() - t0, False, str(exc))
+        up_name = f"{self.ns}_agent_up"
+        success = True
+        for fam in families:
+            if fam.name == up_name and fam.samples:
+                success = fam.samples[0].value == 1
+                break
+        return CollectorResult("agent", families, time.perf_counter() - t0, success)
+
+    def _own_families(self) -> list[Metric]:
+        ns = self.ns
+        info = GaugeMetricFamily(
+            f"{ns}_exporter_build_info", "agent-exporter build information; always 1.",
+            labels=["version", "python_version"],
+        )
+        info.add_metric([VERSION, platform.python_version()], 1.0)
+        return [
+            GaugeMetricFamily(
+                f"{ns}_config_last_reload_successful", "1 if the last config reload succeeded (0: old config kept).",
+                value=1.0 if self.last_reload_ok else 0.0,
+            ),
+            GaugeMetricFamily(
+                f"{ns}_config_last_reload_success_timestamp_seconds", "Time of the last successful config load, unix seconds.",
+                value=self.last_reload_success,
+            ),
+            info,
+        ]
+
+    async def collect(self, budget: float | None = None) -> list[Metric]:
+        """All families of one scrape (system, business, extra, scrape gauges, self metrics)."""
+        state = self._state
+        budget = state.config.scrape_timeout if budget is None else budget
+        self.collections += 1
+        items: list[tuple[str, Any]] = [(c.name, c.collect) for c in state.collectors]
+        items += [(getattr(c, "name", type(c).__name__), c.collect) for c in self.extra_collectors]
+        sync_task = asyncio.ensure_future(self._collect_sync(items, budget))
+        business = None
+        if state.source is not None:
+            business = await self._collect_business(state.source, budget)
+        results = await sync_task
+        if business is not None:
+            results.append(business)
+        families: list[Metric] = []
+        for r in results:
+            families.extend(r.families)
+        families.extend(scrape_families(self.ns, results))
+        families.extend(self._own_families())
+        return families
+
+    async def _scrape(self, openmetrics: bool, budget: float | None) -> Exposition:
+        families = await self.collect(budget)
+        series = sum(len(f.samples) for f in families)
+        render = render_openmetrics if openmetrics else render_text
+        if series > self.settings.render_thread_threshold:
+            body = await asyncio.get_running_loop().run_in_executor(self._executor, render, families)
+        else:
+            body = render(families)
+        return Exposition(body, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE, series)
+
+    async def scrape(self, openmetrics: bool = False, budget: float | None = None) -> Exposition:
+        """Collect and render, joining a scrape of the same format already in flight."""
+        fut = self._flights.get(openmetrics)
+        if fut is None:
+            fut = asyncio.ensure_future(self._scrape(openmetrics, budget))
+            self._flights[openmetrics] = fut
+
+            def done(f: asyncio.Future, key: bool = openmetrics) -> None:
+                if self._flights.get(key) is f:
+                    del self._flights[key]
+                if not f.cancelled():
+                    f.exception()  # retrieved: waiters may all have gone
+
+            fut.add_done_callback(done)
+        return await asyncio.shield(fut)
+
+    async def gzipped(self, exp: Exposition) -> bytes:
+        if exp._gzipped is None and len(exp.body) > 1_000_000:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, exp.gzipped)
+        return exp.gzipped()
