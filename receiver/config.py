@@ -311,6 +311,11 @@ class _Builder:
         common = self.common(path, raw)
         if not ok or common is None:
             return None
+        try:  # channels check what a schema cannot express (URL shape, key combinations)
+            cls(name, options)
+        except (ValueError, TypeError) as exc:
+            self.problem(path, f"invalid {cls.type} target: {exc}")
+            return None
         return TargetConfig(name=name, type=raw["type"], options=options, **common)
 
     def common(self, path: tuple, raw: Mapping[str, Any]) -> dict[str, Any] | None:

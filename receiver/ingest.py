@@ -1,0 +1,217 @@
+"""Turn an HTTP body into a ``Notification``, or refuse it with a status and a clear reason.
+
+Tolerant the way real AlertManager/Grafana/legacy payloads require (see docs/receiver.md):
+unknown fields are kept in ``extra``, ``receiver`` is un-escaped (AM applies regexp.QuoteMeta),
+timestamps may carry nanoseconds and any offset, Go's zero time means "no end", numeric (even
+beyond int64) ``groupKey`` becomes its exact decimal string (Python ints are unbounded), missing
+fingerprints are computed like AlertManager does and missing statuses are derived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from receiver.model import Alert, Notification
+
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "alertmanager-webhook.schema.json").read_text("utf-8"))
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+_KNOWN_TOP = {
+    "version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels", "commonLabels",
+    "commonAnnotations", "externalURL", "alerts",
+}
+_KNOWN_ALERT = {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
+_JSON_TYPES = ("application/json", "text/json")
+
+PROMETHEUS_ARRAY_HINT = (
+    "the body is a JSON array, not an AlertManager webhook notification (a JSON object with an "
+    "'alerts' list). This is what Prometheus itself sends to AlertManager's /api/v2/alerts: point "
+    "Prometheus at AlertManager (alerting.alertmanagers) and give AlertManager a receiver with "
+    "webhook_configs: [{url: 'http://<this host>/alerts/<route>'}]"
+)
+
+
+@dataclass
+class IngestError(Exception):
+    """A refused request: HTTP status, the ``reason`` label of the rejected metric, a message."""
+
+    status: int
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_content_type(content_type: str | None) -> None:
+    """JSON (or no content type at all, as some hand-written senders do) is accepted; forms are not."""
+    if not content_type:
+        return
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in _JSON_TYPES or mime.endswith("+json"):
+        return
+    raise IngestError(
+        415, "wrong_content_type",
+        f"unsupported Content-Type {mime!r}: send the notification as application/json "
+        "(with curl: -H 'Content-Type: application/json')",
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode UTF-8 JSON; integers of any size stay exact (Python ints)."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(400, "not_json", f"the body is not valid JSON: not UTF-8 at byte {exc.start}") from None
+    if not text.strip():
+        raise IngestError(400, "not_json", "the body is empty: expected an AlertManager webhook notification (JSON)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            400, "not_json", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def validate(doc: Any) -> None:
+    if isinstance(doc, list):
+        raise IngestError(400, "json_array", PROMETHEUS_ARRAY_HINT)
+    if not isinstance(doc, dict):
+        raise IngestError(400, "schema", f"the body is a JSON {type(doc).__name__}, expected an object with an 'alerts' list")
+    errors = list(_VALIDATOR.iter_errors(doc))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        where = _format_path(err.absolute_path)
+        if err.validator == "required":
+            raise IngestError(400, "schema", f"payload does not match the AlertManager webhook schema: {where or 'top level'}: {err.message}")
+        raise IngestError(
+            400, "schema", f"payload does not match the AlertManager webhook schema: field {where or '<root>'}: {err.message}"
+        )
+
+
+def _format_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# -- normalization ---------------------------------------------------------------------------------
+
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_SEP = 255
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """AlertManager's alert fingerprint: FNV-1a 64 over sorted name/value pairs, 0xff-separated, 16 hex."""
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for b in part.encode("utf-8"):
+                h = ((h ^ b) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+            h = ((h ^ _SEP) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+_UNQUOTE = re.compile(r"\\(.)", re.S)
+
+
+def unescape_receiver(name: str) -> str:
+    """Undo Go's regexp.QuoteMeta (AM sends ``web\\.hook`` for receiver ``web.hook``)."""
+    return _UNQUOTE.sub(r"\1", name)
+
+
+def _kv(value: Mapping[str, Any] | None) -> dict[str, str]:
+    if not value:
+        return {}
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+
+
+def _timestamp(value: str | None, where: str) -> datetime | None:
+    """RFC 3339 with 0–9 fractional digits and any offset; Go's zero time (year 1) → None."""
+    if not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise IngestError(400, "schema", f"payload does not match the AlertManager webhook schema: field {where}: "
+                          f"not an RFC 3339 timestamp: {value[:64]!r}") from None
+    if ts.year <= 1:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def normalize(doc: Mapping[str, Any], route: str, *, now: datetime | None = None, id: str | None = None) -> Notification:
+    """A validated payload → Notification (call ``validate`` first)."""
+    now = now or datetime.now(UTC)
+    group_status = doc.get("status")
+    alerts: list[Alert] = []
+    for i, raw in enumerate(doc["alerts"]):
+        labels = _kv(raw.get("labels"))
+        starts = _timestamp(raw.get("startsAt"), f"alerts[{i}].startsAt")
+        ends = _timestamp(raw.get("endsAt"), f"alerts[{i}].endsAt")
+        status = raw.get("status")
+        if status is None:
+            if ends is not None:
+                status = "resolved" if ends <= now else "firing"
+            else:
+                status = group_status or "firing"
+        alerts.append(
+            Alert(
+                status=status,
+                labels=labels,
+                annotations=_kv(raw.get("annotations")),
+                starts_at=starts,
+                ends_at=ends,
+                generator_url=raw.get("generatorURL") or "",
+                fingerprint=raw.get("fingerprint") or fingerprint(labels),
+                extra={k: v for k, v in raw.items() if k not in _KNOWN_ALERT},
+            )
+        )
+    status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
+    group_key = doc.get("groupKey")
+    return Notification(
+        id=id or uuid.uuid4().hex,
+        route=route,
+        version=str(doc.get("version", "")),
+        group_key="" if group_key is None else str(group_key),
+        status=status,
+        receiver=unescape_receiver(doc.get("receiver") or ""),
+        group_labels=_kv(doc.get("groupLabels")),
+        common_labels=_kv(doc.get("commonLabels")),
+        common_annotations=_kv(doc.get("commonAnnotations")),
+        external_url=doc.get("externalURL") or "",
+        truncated_alerts=int(doc.get("truncatedAlerts") or 0),
+        alerts=alerts,
+        received_at=now,
+        extra={k: v for k, v in doc.items() if k not in _KNOWN_TOP},
+    )
+
+
+def ingest(body: bytes, content_type: str | None, route: str, *, now: datetime | None = None) -> Notification:
+    """Content type → JSON → schema → Notification; raises IngestError with status and reason."""
+    check_content_type(content_type)
+    doc = parse_json(body)
+    validate(doc)
+    return normalize(doc, route, now=now)
+
+
+def dedup_key(n: Notification) -> str:
+    """Same route, group, status and alerts (fingerprint + start/end) → same key (HA AM duplicates)."""
+    alerts = sorted(
+        (a.fingerprint, a.status, a.starts_at.isoformat() if a.starts_at else "", a.ends_at.isoformat() if a.ends_at else "")
+        for a in n.alerts
+    )
+    raw = json.dumps([n.route, n.group_key, n.status, alerts], separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()

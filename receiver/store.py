@@ -1,0 +1,395 @@
+"""The durable outbox: SQLite (WAL) holding accepted notifications and one delivery job per target.
+
+All database work runs on one writer thread, never on the event loop. Operations queued while a
+transaction is in progress are executed together in the next transaction and committed with one
+fsync (group commit), so a burst of accepts costs a few commits, not one per request. Every caller
+awaits the commit of its own batch: an HTTP accept is answered 2xx only once its rows are on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from receiver.codec import notification_from_dict, notification_to_dict
+from receiver.ingest import dedup_key
+from receiver.model import Notification
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DB_NAME = "receiver.db"
+MAX_BATCH = 1000  # operations per transaction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    dedup_key TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notifications_dedup ON notifications(dedup_key, received_at);
+CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    notification_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,              -- pending | delivered | dead | skipped
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    digest INTEGER NOT NULL DEFAULT 0 -- delivered as part of a digest
+);
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs(target, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_dead ON jobs(updated_at) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS jobs_notification ON jobs(notification_id);
+"""
+
+
+class StoreUnavailable(Exception):
+    """The outbox cannot commit (closed, disk full, I/O error): the sender must retry (HTTP 5xx)."""
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    notification_id: str
+    duplicate: bool  # same notification seen within the dedup window: acknowledged, not delivered again
+    duplicate_of: str | None = None
+
+
+@dataclass
+class Job:
+    id: int
+    notification_id: str
+    target: str
+    attempts: int
+    created_at: float
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """Outcome of one attempt for one job."""
+
+    job_id: int
+    state: str  # pending (retry later) | delivered | dead
+    attempts: int
+    next_attempt_at: float = 0.0
+    error: str | None = None
+    digest: bool = False
+
+
+class Store:
+    """Async facade over a single SQLite writer thread."""
+
+    def __init__(self, directory: str | Path, *, synchronous: str = "FULL"):
+        self.directory = Path(directory)
+        self.path = self.directory / DB_NAME
+        self.synchronous = synchronous
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = True
+        self.batches = 0  # transactions committed (observability / bench)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the directory and schema, start the writer thread (call before serving)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ready: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="receiver-store", daemon=True)
+        self._thread.start()
+        err = ready.get()
+        if err is not None:
+            raise StoreUnavailable(f"cannot open the store {self.path}: {err}")
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10.0)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self._thread is not None and self._thread.is_alive()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _run(self, ready: queue.SimpleQueue) -> None:
+        try:
+            conn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            ready.put(exc)
+            return
+        ready.put(None)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._execute_batch(conn, batch)
+                if stop:
+                    break
+        finally:
+            conn.close()
+            # anything queued after close fails rather than hanging forever
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    _resolve(item[1], item[2], None, StoreUnavailable("the store is closed"))
+
+    def _execute_batch(self, conn: sqlite3.Connection, batch: list) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((fn(conn), None))
+                    conn.execute("RELEASE op")
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((None, StoreUnavailable(f"store error: {exc}")))
+                except Exception as exc:  # a bug in one operation must not poison the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+            self.batches += 1
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("store commit failed", extra={"err": str(exc), "operations": len(batch)})
+            results = [(None, StoreUnavailable(f"store commit failed: {exc}"))] * len(batch)
+        for (_, loop, fut), (value, err) in zip(batch, results, strict=True):
+            _resolve(loop, fut, value, err)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer thread inside the next group-committed transaction."""
+        if not self.is_open:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((fn, loop, fut))
+        return await fut
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def accept(
+        self,
+        n: Notification,
+        targets: Sequence[str],
+        skipped: Iterable[tuple[str, str]] = (),
+        *,
+        dedup_window: float = 300.0,
+    ) -> AcceptResult:
+        """Store ``n`` with one pending job per target (and a 'skipped' record per skipped target),
+        unless the same notification was accepted within ``dedup_window`` seconds."""
+        body = json.dumps(notification_to_dict(n), ensure_ascii=False, separators=(",", ":"))
+        key = dedup_key(n)
+        skipped = list(skipped)
+
+        def op(conn: sqlite3.Connection) -> AcceptResult:
+            now = time.time()
+            if dedup_window > 0:
+                row = conn.execute(
+                    "SELECT id FROM notifications WHERE dedup_key = ? AND received_at >= ? LIMIT 1",
+                    (key, now - dedup_window),
+                ).fetchone()
+                if row:
+                    return AcceptResult(n.id, True, row[0])
+            conn.execute(
+                "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (n.id, n.route, n.group_key, n.status, now, key, body),
+            )
+            conn.executemany(
+                "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?)",
+                [(n.id, t, now, now, now) for t in targets],
+            )
+            conn.executemany(
+                "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) "
+                "VALUES (?, ?, 'skipped', ?, 0, ?, ?)",
+                [(n.id, t, now, now, why) for t, why in skipped],
+            )
+            return AcceptResult(n.id, False)
+
+        return await self.run(op)
+
+    async def due_jobs(self, target: str, now: float, limit: int) -> list[Job]:
+        """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
+
+        def op(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body FROM jobs j "
+                "JOIN notifications n ON n.id = j.notification_id "
+                "WHERE j.target = ? AND j.state = 'pending' AND j.next_attempt_at <= ? ORDER BY j.id LIMIT ?",
+                (target, now, limit),
+            ).fetchall()
+            return [Job(r[0], r[1], target, r[2], r[3], notification_from_dict(json.loads(r[4]))) for r in rows]
+
+        return await self.run(op)
+
+    async def next_attempt_at(self, target: str) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            return conn.execute(
+                "SELECT min(next_attempt_at) FROM jobs WHERE target = ? AND state = 'pending'", (target,)
+            ).fetchone()[0]
+
+        return await self.run(op)
+
+    async def update_jobs(self, updates: Sequence[JobUpdate]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.executemany(
+                "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, updated_at = ?, last_error = ?, digest = ? "
+                "WHERE id = ?",
+                [(u.state, u.attempts, u.next_attempt_at, now, u.error, int(u.digest), u.job_id) for u in updates],
+            )
+
+        await self.run(op)
+
+    async def queue_stats(self) -> dict[str, tuple[int, float]]:
+        """target → (pending jobs, created_at of the oldest pending job)."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, tuple[int, float]]:
+            rows = conn.execute(
+                "SELECT target, count(*), min(created_at) FROM jobs WHERE state = 'pending' GROUP BY target"
+            ).fetchall()
+            return {r[0]: (r[1], r[2]) for r in rows}
+
+        return await self.run(op)
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT j.id, j.notification_id, j.target, j.attempts, j.created_at, j.updated_at, j.last_error, n.body "
+                "FROM jobs j JOIN notifications n ON n.id = j.notification_id WHERE j.state = 'dead' "
+                "ORDER BY j.updated_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [
+                {
+                    "job_id": r[0], "notification_id": r[1], "target": r[2], "attempts": r[3],
+                    "accepted_at": r[4], "dead_at": r[5], "reason": r[6], "notification": json.loads(r[7]),
+                }
+                for r in rows
+            ]
+
+        return await self.run(op)
+
+    async def retry_dead(self, job_id: int | None = None) -> int:
+        """Put dead letters (one, or all) back in the queue; returns how many."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            sql = "UPDATE jobs SET state = 'pending', next_attempt_at = ?, created_at = ?, attempts = 0 WHERE state = 'dead'"
+            args: tuple = (now, now)
+            if job_id is not None:
+                sql += " AND id = ?"
+                args += (job_id,)
+            return conn.execute(sql, args).rowcount
+
+        return await self.run(op)
+
+    async def recent_notifications(self, limit: int = 50) -> list[dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT id, received_at, body FROM notifications ORDER BY received_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            out = []
+            for nid, received, body in rows:
+                jobs = conn.execute(
+                    "SELECT id, target, state, attempts, last_error, digest FROM jobs WHERE notification_id = ? ORDER BY id",
+                    (nid,),
+                ).fetchall()
+                out.append({
+                    "id": nid, "accepted_at": received, "notification": json.loads(body),
+                    "deliveries": [
+                        {"job_id": j[0], "target": j[1], "state": j[2], "attempts": j[3], "last_error": j[4], "digest": bool(j[5])}
+                        for j in jobs
+                    ],
+                })
+            return out
+
+        return await self.run(op)
+
+    async def prune(self, older_than: float) -> int:
+        """Delete notifications accepted before ``older_than`` whose jobs are all finished (not dead)."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM notifications n WHERE received_at < ? AND NOT EXISTS ("
+                "SELECT 1 FROM jobs j WHERE j.notification_id = n.id AND j.state IN ('pending', 'dead')) LIMIT 5000",
+                (older_than,),
+            )]
+            conn.executemany("DELETE FROM jobs WHERE notification_id = ?", [(i,) for i in ids])
+            conn.executemany("DELETE FROM notifications WHERE id = ?", [(i,) for i in ids])
+            return len(ids)
+
+        return await self.run(op)
+
+    async def counts(self) -> dict[str, int]:
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            out = {"notifications": conn.execute("SELECT count(*) FROM notifications").fetchone()[0]}
+            for state, count in conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+                out[f"jobs_{state}"] = count
+            return out
+
+        return await self.run(op)
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value: Any, err: BaseException | None) -> None:
+    def set_result() -> None:
+        if fut.done():
+            return
+        if err is not None:
+            fut.set_exception(err)
+        else:
+            fut.set_result(value)
+
+    try:
+        loop.call_soon_threadsafe(set_result)
+    except RuntimeError:  # loop closed
+        pass
