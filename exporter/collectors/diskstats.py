@@ -14,15 +14,15 @@ from exporter.collectors.base import CollectorSpec
 
 DEFAULT_DEVICE_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
-# (psutil field, metric suffix, help, scale)
+# (psutil field, metric suffix, help, divisor: psutil reports times in ms)
 _FIELDS = (
     ("read_count", "reads_completed", "Reads completed.", 1),
     ("write_count", "writes_completed", "Writes completed.", 1),
     ("read_bytes", "read_bytes", "Bytes read.", 1),
     ("write_bytes", "written_bytes", "Bytes written.", 1),
-    ("read_time", "read_time_seconds", "Seconds spent reading.", 0.001),
-    ("write_time", "write_time_seconds", "Seconds spent writing.", 0.001),
-    ("busy_time", "io_time_seconds", "Seconds spent doing I/O.", 0.001),
+    ("read_time", "read_time_seconds", "Seconds spent reading.", 1000),
+    ("write_time", "write_time_seconds", "Seconds spent writing.", 1000),
+    ("busy_time", "io_time_seconds", "Seconds spent doing I/O.", 1000),
 )
 
 
@@ -50,7 +50,7 @@ class DiskstatsCollector:
             for fam, attr, scale in fams:
                 value = getattr(c, attr, None)
                 if value is not None:
-                    fam.add_metric([dev], value * scale if scale != 1 else value)
+                    fam.add_metric([dev], value / scale if scale != 1 else value)
         for fam, _, _ in fams:
             yield fam
 

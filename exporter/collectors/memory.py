@@ -13,7 +13,7 @@ from exporter.collectors.base import CollectorSpec
 _FIELDS = (
     ("total", "total", "Total usable RAM in bytes."),
     ("available", "available", "RAM available for new processes without swapping, in bytes."),
-    ("used", "used", "RAM in use (total - free - buffers - cached), in bytes."),
+    ("used", "used", "RAM in use (total - available), in bytes."),
     ("cached", "cached", "RAM used by the page cache, in bytes."),
     ("buffers", "buffers", "RAM used by kernel buffers, in bytes."),
 )

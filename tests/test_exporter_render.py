@@ -1,0 +1,94 @@
+"""exporter.render must produce exactly what prometheus_client.generate_latest produces for the same
+families (it replaces it for speed), and content negotiation must pick text for Prometheus."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    StateSetMetricFamily,
+    SummaryMetricFamily,
+    UnknownMetricFamily,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.render import render_openmetrics, render_text, series_count, wants_openmetrics
+
+
+def reference(families) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+
+    class Fixed:
+        def collect(self):
+            return families
+
+    registry.register(Fixed())
+    return generate_latest(registry)
+
+
+def sample_families():
+    g = GaugeMetricFamily("agentmon_weird", 'Help with \\ backslash and\nnewline "quotes".', labels=["z", "a", "m"])
+    g.add_metric(["with \"quote\"", "back\\slash", "new\nline"], 1.5)
+    g.add_metric(["ü-utf8", "", "x"], -0.0)
+    g.add_metric(["a", "b", "c"], math.inf)
+    g.add_metric(["a", "b", "d"], -math.inf)
+    g.add_metric(["a", "b", "e"], math.nan)
+    g.add_metric(["a", "b", "f"], 1e16)
+    g.add_metric(["a", "b", "g"], 123456789.123)
+    g.add_metric(["a", "b", "h"], 999999.5)
+    g.add_metric(["a", "b", "i"], 1000000)
+    g.add_metric(["a", "b", "j"], 7, timestamp=1700000000.123)
+    c = CounterMetricFamily("agentmon_things", "Things.", labels=["exchange"], created=1700000000.0)
+    c.add_metric(["binance"], 42, created=1700000000.0)
+    c2 = CounterMetricFamily("agentmon_plain", "No labels.", value=3)
+    h = HistogramMetricFamily("agentmon_latency_seconds", "Latency.", labels=["route"])
+    h.add_metric(["a"], buckets=[("0.1", 1), ("1.0", 3), ("+Inf", 4)], sum_value=2.5)
+    s = SummaryMetricFamily("agentmon_size_bytes", "Sizes.", count_value=3, sum_value=10.0)
+    i = InfoMetricFamily("agentmon_agent", "Agent info.", value={"version": "1.2", "agent_id": "x"})
+    st = StateSetMetricFamily("agentmon_state", "State.", value={"up": True, "down": False})
+    gh = GaugeHistogramMetricFamily("agentmon_queue", "Queue.", buckets=[("1.0", 2), ("+Inf", 5)], gsum_value=7.0)
+    u = UnknownMetricFamily("agentmon_mystery", "Unknown.", value=1)
+    g2 = GaugeMetricFamily("agentmon_many", "Different label key orders per sample.", labels=["b", "a"])
+    g2.add_metric(["1", "2"], 1)
+    g2.samples.append(type(g2.samples[0])("agentmon_many", {"a": "3", "c": "4"}, 2.0, None, None))
+    return [g, c, c2, h, s, i, st, gh, u, g2]
+
+
+def test_render_text_equals_generate_latest():
+    fams = sample_families()
+    assert render_text(fams) == reference(fams)
+
+
+def test_render_text_equals_generate_latest_on_business_sized_output():
+    fams = []
+    for f in range(30):
+        g = GaugeMetricFamily(f"agentmon_metric_{f}_bytes", "Synthetic.", labels=["exchange", "symbol"])
+        for i in range(100):
+            g.add_metric([f"ex{i % 10}", f"SYM{i}USDT"], f * 1000.5 + i * 12345.678)
+        fams.append(g)
+    out = render_text(fams)
+    assert out == reference(fams)
+    assert series_count(fams) == 3000
+    parsed = list(text_string_to_metric_families(out.decode()))
+    assert len(parsed) == 30
+
+
+def test_openmetrics_render_ends_with_eof():
+    out = render_openmetrics(sample_families()[:3]).decode()
+    assert out.endswith("# EOF\n")
+
+
+def test_negotiation_serves_text_to_prometheus():
+    prometheus = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                  "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    assert wants_openmetrics(prometheus) is False
+    assert wants_openmetrics(None) is False
+    assert wants_openmetrics("text/plain") is False
+    assert wants_openmetrics("application/openmetrics-text; version=1.0.0") is True
+    assert wants_openmetrics("application/openmetrics-text, text/plain;q=0") is True
