@@ -465,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo_agent: error: {exc}", file=sys.stderr)
         return 2
     log.info("demo agent listening", extra={"address": f"{host}:{port}", "faults": agent.faults.active})
-    web.run_app(create_app(agent), host=host, port=port, print=None, access_log=None, handle_signals=True)
+    # Short shutdown grace: a request parked by the `slow` fault must not hold up SIGTERM.
+    web.run_app(create_app(agent), host=host, port=port, print=None, access_log=None, handle_signals=True,
+                shutdown_timeout=0.5)
     return 0
 
 
