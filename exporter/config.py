@@ -93,7 +93,9 @@ def exporter_schema() -> dict[str, Any]:
         agent = copy.deepcopy(load_schema(AGENT_CONFIG_SCHEMA_PATH))
         agent.pop("$schema", None)
         agent.setdefault("$id", "urn:agentmon:agent-config")
-        schema["properties"]["agent"] = {"anyOf": [{"type": "null"}, agent]}
+        if agent.get("type") == "object":
+            agent["type"] = ["object", "null"]  # `agent:` left empty means no business source
+        schema["properties"]["agent"] = agent
     return schema
 
 
