@@ -15,7 +15,16 @@ from typing import Any, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporter.business.paths import WILDCARDS, Failure, Path, evaluate, parse_path, wildcard_prefix
+from exporter.business.paths import (
+    WILDCARDS,
+    Failure,
+    Missing,
+    Path,
+    evaluate,
+    parse_path,
+    resolve,
+    wildcard_prefix,
+)
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -234,15 +243,16 @@ class Mapper:
                 if lab.is_key:
                     out.append(str(key))
                     continue
-                found = next(evaluate(node, Path(str(lab.path), lab.rest)), None)
             else:
-                found = next(evaluate(doc, lab.path), None)
-            if found is None or isinstance(found, Failure):
-                fail(f"label {lab.name}: {lab.path}: {found.error.reason if found else 'no value'}")
+                node = doc
+            try:
+                value = resolve(node, lab.rest)
+            except Missing as exc:
+                fail(f"label {lab.name}: {lab.path}: {exc.reason}")
                 return None
-            text = _label_text(found.value)
+            text = _label_text(value)
             if text is None:
-                fail(f"label {lab.name}: {lab.path}: expected a string or number, got {_short(found.value)}")
+                fail(f"label {lab.name}: {lab.path}: expected a string or number, got {_short(value)}")
                 return None
             out.append(text)
         return tuple(out)

@@ -127,54 +127,75 @@ class Failure:
 def evaluate(doc: Any, path: Path) -> Iterator[Match | Failure]:
     """Every value ``path`` selects in ``doc``; a missing key on one branch yields a Failure for that
     branch only, so one broken array item never hides the others."""
-    yield from _walk(doc, path.steps, 0, (), "")
+    yield from _walk(doc, path.steps, 0, ())
 
 
-def _walk(node: Any, steps: tuple[Step, ...], i: int, binding: Binding, where: str) -> Iterator[Match | Failure]:
-    while i < len(steps):
-        step = steps[i]
-        here = _join(where, str(step))
-        if isinstance(step, Key):
-            if not isinstance(node, dict):
-                yield Failure(Missing(here, f"expected an object at {where or '<root>'}, got {_kind(node)}"), binding)
-                return
-            if step.name not in node:
-                yield Failure(Missing(here, "missing key"), binding)
-                return
-            node = node[step.name]
-        elif isinstance(step, Index):
-            if not isinstance(node, list):
-                yield Failure(Missing(here, f"expected an array at {where or '<root>'}, got {_kind(node)}"), binding)
-                return
+def resolve(node: Any, steps: tuple[Step, ...]) -> Any:
+    """The single value a wildcard-free ``steps`` selects under ``node``; raises Missing."""
+    for i, step in enumerate(steps):
+        node, reason = _step(node, step)
+        if reason is not None:
+            raise Missing(_location(steps, i, ()), reason)
+    return node
+
+
+def _step(node: Any, step: Step) -> tuple[Any, str | None]:
+    """One non-wildcard step: (child, None) or (None, why not). Hot path: no string work on success."""
+    if type(step) is Key:
+        if type(node) is dict:
             try:
-                node = node[step.index]
-            except IndexError:
-                yield Failure(Missing(here, "index out of range"), binding)
+                return node[step.name], None
+            except KeyError:
+                return None, "missing key"
+        return None, f"expected an object, got {_kind(node)}"
+    if type(node) is list:
+        try:
+            return node[step.index], None
+        except IndexError:
+            return None, "index out of range"
+    return None, f"expected an array, got {_kind(node)}"
+
+
+def _walk(node: Any, steps: tuple[Step, ...], i: int, binding: Binding) -> Iterator[Match | Failure]:
+    n = len(steps)
+    while i < n:
+        step = steps[i]
+        kind = type(step)
+        if kind is EachItem:
+            if type(node) is not list:
+                yield Failure(Missing(_location(steps, i, binding), f"expected an array, got {_kind(node)}"), binding)
                 return
-        elif isinstance(step, EachItem):
-            if not isinstance(node, list):
-                yield Failure(Missing(here, f"expected an array at {where or '<root>'}, got {_kind(node)}"), binding)
-                return
-            for n, item in enumerate(node):
-                yield from _walk(item, steps, i + 1, binding + ((n, item),), f"{where}[{n}]")
+            for k, item in enumerate(node):
+                yield from _walk(item, steps, i + 1, binding + ((k, item),))
             return
-        else:  # EachKey
-            if not isinstance(node, dict):
-                yield Failure(Missing(here, f"expected an object at {where or '<root>'}, got {_kind(node)}"), binding)
+        if kind is EachKey:
+            if type(node) is not dict:
+                yield Failure(Missing(_location(steps, i, binding), f"expected an object, got {_kind(node)}"), binding)
                 return
             for key, item in node.items():
-                yield from _walk(item, steps, i + 1, binding + ((key, item),), _join(where, str(Key(key))))
+                yield from _walk(item, steps, i + 1, binding + ((key, item),))
             return
-        where = here
+        node, reason = _step(node, step)
+        if reason is not None:
+            yield Failure(Missing(_location(steps, i, binding), reason), binding)
+            return
         i += 1
     yield Match(node, binding)
 
 
-def _join(where: str, step: str) -> str:
-    """Human-readable location of a step, for error messages: ``exchanges[2].requests``."""
-    if not where or step.startswith("["):
-        return where + step
-    return f"{where}.{step}"
+def _location(steps: tuple[Step, ...], upto: int, binding: Binding) -> str:
+    """Human-readable place of a failure, wildcards replaced by what they were bound to:
+    ``exchanges[2].requests.errors``."""
+    out = ""
+    bound = iter(binding)
+    for step in steps[: upto + 1]:
+        text = str(step)
+        if isinstance(step, WILDCARDS):
+            chosen = next(bound, None)
+            if chosen is not None:
+                text = f"[{chosen[0]}]" if isinstance(step, EachItem) else str(Key(str(chosen[0])))
+        out = out + text if (not out or text.startswith("[")) else f"{out}.{text}"
+    return out
 
 
 def _kind(node: Any) -> str:
