@@ -208,22 +208,27 @@ class MessageContext:
             group_labels = dict(first.group_labels)
         external_url = next((n.external_url for n in self.notifications if n.external_url), "")
         several = len(all_alerts) > 1
-        self.views = sorted(
+        ordered = sorted(
             (
-                alert_view(
-                    a,
-                    common_labels=common_labels,
-                    several=several,
-                    external_url=n.external_url or external_url,
-                    language=self.language,
-                    zone=zone,
-                    now=now,
+                (
+                    alert_view(
+                        a,
+                        common_labels=common_labels,
+                        several=several,
+                        external_url=n.external_url or external_url,
+                        language=self.language,
+                        zone=zone,
+                        now=now,
+                    ),
+                    (ni, ai),
                 )
-                for n in self.notifications
-                for a in n.alerts
+                for ni, n in enumerate(self.notifications)
+                for ai, a in enumerate(n.alerts)
             ),
-            key=importance_key,
+            key=lambda pair: importance_key(pair[0]),
         )
+        self.views = [v for v, _ in ordered]
+        self.refs = [r for _, r in ordered]  # (notification index, alert index) of each view
         firing_count = sum(1 for a in all_alerts if a.status == "firing")
         any_firing = firing_count > 0 or any(n.status == "firing" and not n.alerts for n in self.notifications)
         self.status = "firing" if any_firing else "resolved"
@@ -273,6 +278,19 @@ class MessageContext:
             "now": now,
             "digest": digest,
         }
+
+    def shown_notifications(self, shown: int) -> list[dict[str, Any]]:
+        """The notifications as dicts with only the ``shown`` alerts; dropped ones are counted in
+        ``truncatedAlerts`` (AlertManager's own field for alerts left out)."""
+        keep = set(self.refs[:shown])
+        out = []
+        for ni, n in enumerate(self.notifications):
+            d = notification_to_dict(n)
+            kept = [a for ai, a in enumerate(d["alerts"]) if (ni, ai) in keep]
+            d["truncatedAlerts"] = n.truncated_alerts + len(d["alerts"]) - len(kept)
+            d["alerts"] = kept
+            out.append(d)
+        return out
 
     def context(self, shown: int) -> dict[str, Any]:
         """The template context showing the ``shown`` most important alerts."""
@@ -387,6 +405,7 @@ class _Composer:
             "idempotency_key": idempotency_key(self.notifications),
             "group_key": self.notifications[0].group_key,
             "notifications": [notification_to_dict(n) for n in self.notifications],
+            "notifications_shown": self.mc.shown_notifications(len(ctx["alerts"])),
             "digest": len(self.notifications) > 1,
             "shown_alerts": len(ctx["alerts"]),
             "omitted": ctx["omitted"],
@@ -441,7 +460,7 @@ def render_preview(channel: Channel, templates: Templates, target: TargetLike, n
     _, req = compose_message(channel, templates, target, [notification], on_template_error=errors.append)
     head = "".join(f"# template error: {e}\n" for e in errors)
     if isinstance(req.payload, EmailMessage):
-        return head + req.payload.as_string()
+        return head + email_preview(req.payload)
     if req.url:
         body: Any = req.json
         if body is None:
@@ -452,3 +471,12 @@ def render_preview(channel: Channel, templates: Templates, target: TargetLike, n
                 return head + f"{req.method} {redact_url(req.url)}\n\n" + raw.decode("utf-8", "replace")
         return head + f"{req.method} {redact_url(req.url)}\n\n" + json.dumps(body, ensure_ascii=False, indent=2)
     return head + json.dumps(req.payload if req.payload is not None else req.json, ensure_ascii=False, indent=2, default=str)
+
+
+def email_preview(msg: EmailMessage) -> str:
+    """Headers (decoded) and each MIME part decoded — the wire form is quoted-printable."""
+    lines = [f"{k}: {v}" for k, v in msg.items()]
+    parts = list(msg.iter_parts()) if msg.is_multipart() else [msg]
+    for part in parts:
+        lines += ["", f"--- {part.get_content_type()} ---", part.get_content().rstrip("\n")]
+    return "\n".join(lines) + "\n"

@@ -308,6 +308,11 @@ def html_escape(value: Any) -> Markup:
     return escape(str(value)) if not isinstance(value, Markup) else value
 
 
+def nl2br(value: Any) -> Markup:
+    """HTML-escape and turn newlines into ``<br>`` (multi-line annotations in e-mail HTML)."""
+    return Markup("<br>\n").join(html_escape(line) for line in str(value).split("\n"))
+
+
 # ---------------------------------------------------------------------------------------------
 # AlertManager-compatible helpers
 # ---------------------------------------------------------------------------------------------
@@ -485,6 +490,7 @@ def _filters() -> dict[str, Callable[..., Any]]:
         "md": md_escape,
         "slack_escape": slack_escape,
         "html": html_escape,
+        "nl2br": nl2br,
     }
 
 

@@ -41,6 +41,26 @@ def dumps(actual: Any) -> str:
     return json.dumps(actual, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
 
 
+#: strings (or JSON bodies) longer than this are stored as digest + head/tail, keeping goldens small
+COMPACT_LIMIT = 12_000
+
+
+def compact(obj: Any, limit: int = COMPACT_LIMIT) -> Any:
+    """Replace huge strings/JSON values by ``{sha256, chars, head, tail}`` (still exact, via the hash)."""
+    if isinstance(obj, str):
+        if len(obj) <= limit:
+            return obj
+        return {"sha256": hashlib.sha256(obj.encode()).hexdigest(), "chars": len(obj), "head": obj[:3000], "tail": obj[-1000:]}
+    if isinstance(obj, dict):
+        return {k: compact(v, limit) for k, v in obj.items()}
+    if isinstance(obj, list):
+        dumped = json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
+        if len(dumped) > limit:
+            return {"sha256": hashlib.sha256(dumped.encode()).hexdigest(), "items": len(obj), "head": [compact(x, limit) for x in obj[:3]]}
+        return [compact(x, limit) for x in obj]
+    return obj
+
+
 def assert_golden(path: Path, actual: Any) -> None:
     """Compare ``actual`` with the golden JSON file at ``path`` (rewrite it when UPDATE_GOLDEN=1)."""
     text = dumps(actual)
