@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+import prometheus_client
 from aiohttp import web
 
 from agentmon import __version__
@@ -79,6 +80,8 @@ async def _serve(args: argparse.Namespace, loaded, host: str, port: int) -> int:
     from receiver.app import build_app
     from receiver.store import StoreUnavailable
 
+    # only the series docs/metrics.md lists (no *_created timestamps next to every counter)
+    prometheus_client.disable_created_metrics()
     rt = Runtime(args.config_file, args.storage_path, loaded)
     try:
         await rt.start()

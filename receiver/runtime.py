@@ -117,7 +117,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Open the outbox and start delivering (pending jobs from before a restart resume)."""
-        self.store.open()
+        if not self.store.is_open:
+            self.store.open()
         await self.engine.apply(self.config, self.loaded.channels, self.loaded.templates)
         self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
         self.running = True

@@ -60,6 +60,14 @@ CREATE INDEX IF NOT EXISTS jobs_notification ON jobs(notification_id);
 """
 
 
+class _BatchLost(Exception):
+    """SQLite rolled back the whole transaction; every operation of the batch failed."""
+
+    def __init__(self, cause: sqlite3.Error):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class StoreUnavailable(Exception):
     """The outbox cannot commit (closed, disk full, I/O error): the sender must retry (HTTP 5xx)."""
 
@@ -185,6 +193,8 @@ class Store:
                     results.append((fn(conn), None))
                     conn.execute("RELEASE op")
                 except sqlite3.Error as exc:
+                    if not conn.in_transaction:  # SQLITE_FULL / IOERR roll back the whole transaction
+                        raise _BatchLost(exc) from exc
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((None, StoreUnavailable(f"store error: {exc}")))
@@ -194,7 +204,9 @@ class Store:
                     results.append((None, exc))
             conn.execute("COMMIT")
             self.batches += 1
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, _BatchLost) as exc:
+            if isinstance(exc, _BatchLost):
+                exc = exc.cause
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:

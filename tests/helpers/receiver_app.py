@@ -1,7 +1,7 @@
 """pytest fixture: an in-process receiver (test channels, compose stand-in) behind aiohttp's test client.
 
     async def test_x(receiver, sink):
-        rt, client = await receiver(CONFIG.format(url=sink.url))
+        rt, client = await make_receiver(CONFIG.format(url=sink.url))
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def sink():
 
 
 @pytest.fixture
-def receiver(tmp_path, aiohttp_client):
+def make_receiver(tmp_path, aiohttp_client):
     async def make(config_text: str, *, compose=fake_compose):
         path = write_config(tmp_path, config_text)
         loaded = load(path, registry=REGISTRY, templates_factory=fake_templates)
