@@ -80,11 +80,20 @@ class Faults:
         self.active[name] = merged
         return merged
 
-    def clear(self, name: str | None = None) -> None:
+    def clear(self, name: str | None = None, exchanges: str = "") -> None:
+        """Clear one fault (or all). With ``exchanges``, only those leave a fault that names
+        exchanges; the fault ends when none is left (a fault on all exchanges ends at once)."""
         if name is None:
             self.active.clear()
-        elif name not in FAULTS:
+            return
+        if name not in FAULTS:
             raise LookupError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        params = self.active.get(name)
+        targets = [t for t in str((params or {}).get("exchange", "")).split(",") if t]
+        leaving = {e for e in exchanges.split(",") if e}
+        remaining = [t for t in targets if t not in leaving]
+        if params is not None and leaving and targets and remaining:
+            params["exchange"] = ",".join(remaining)
         else:
             self.active.pop(name, None)
 
@@ -392,7 +401,7 @@ async def _fault_set(request: web.Request) -> web.Response:
 async def _fault_clear(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     try:
-        agent.faults.clear(request.match_info["name"])
+        agent.faults.clear(request.match_info["name"], request.query.get("exchange", ""))
     except LookupError as exc:
         return web.json_response({"error": str(exc)}, status=404)
     log.info("fault cleared", extra={"fault": request.match_info["name"]})
@@ -412,6 +421,7 @@ FAULT_HELP = "faults (GET /faults lists them with their defaults):\n" + "\n".joi
 set:    curl -X POST 'http://HOST:PORT/faults/stall?exchange=binance,okx'
         curl -X POST http://HOST:PORT/faults/slow -d '{"seconds": 5}'
 clear:  curl -X DELETE http://HOST:PORT/faults/stall     (all: curl -X DELETE http://HOST:PORT/faults)
+        curl -X DELETE 'http://HOST:PORT/faults/stall?exchange=okx'   (okx only; the rest stay stalled)
 flags:  --fault slow=5 | --fault stall=binance | --fault error_rate=0.8 | --fault 'error_rate?ratio=0.8&exchange=okx'
 """
 

@@ -173,7 +173,12 @@ async def test_http_fault_api(aiohttp_client):
     listed = await (await client.get("/faults")).json()
     assert set(listed["active"]) == {"stall", "error_rate"}
     assert {"slow", "http_500", "malformed", "stall", "disconnect", "error_rate"} <= set(listed["available"])
-    assert (await (await client.delete("/faults/stall")).json())["active"] == {"error_rate": {"exchange": "", "ratio": 0.9}}
+    await client.post("/faults/stall?exchange=okx,binance")
+    assert (await (await client.delete("/faults/stall?exchange=okx")).json())["active"]["stall"] == {"exchange": "binance"}
+    assert (await (await client.delete("/faults/stall?exchange=binance")).json())["active"] == {
+        "error_rate": {"exchange": "", "ratio": 0.9}}
+    assert (await (await client.delete("/faults/error_rate?exchange=okx")).json())["active"] == {}
+    await client.post("/faults/error_rate", json={"ratio": 0.9})
     assert (await (await client.delete("/faults")).json())["active"] == {}
 
 

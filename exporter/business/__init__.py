@@ -77,6 +77,8 @@ def build_source(
             settings.url, settings.headers, max_body_bytes=settings.max_body_bytes, tls_verify=settings.tls_verify
         )
     else:
+        if agent_cfg:
+            log.warning("the agent section has no url and no provider is registered: no business metrics")
         return None
     mapper = Mapper(settings.mapping, namespace, settings.per_symbol)
     return StatsSource(fetcher, mapper, max_timeout=settings.timeout)
