@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from exporter.business.paths import (
     WILDCARDS,
     Failure,
+    Match,
     Missing,
     Path,
     evaluate,
@@ -178,7 +179,7 @@ class Mapper:
             result.reasons.setdefault(name, reason)
 
         samples: dict[tuple[str, ...], float] = {}
-        matches = evaluate(doc, spec.path) if spec.path is not None else [_CONSTANT]
+        matches = evaluate(doc, spec.path) if spec.path is not None else [_CONSTANT_MATCH]
         for m in matches:
             if isinstance(m, Failure):
                 fail(f"{m.error.where}: {m.error.reason}")
@@ -270,7 +271,7 @@ class Mapper:
         return {k: samples[k] for k in kept}
 
 
-_CONSTANT = type("_Constant", (), {"value": None, "binding": ()})()
+_CONSTANT_MATCH = Match(None, ())  # a constant-valued entry: one sample, labels read from the root
 
 
 def _label_text(value: Any) -> str | None:
