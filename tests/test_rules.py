@@ -14,13 +14,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from helpers.prom_artefacts import contract_metric_names, github_anchors, metric_names_in  # noqa: E402
+
 from rules import generate  # noqa: E402
 
 RULES_DIR = ROOT / "rules"
 RULE_FILES = [RULES_DIR / generate.RULES_FILE, RULES_DIR / generate.ALERTS_FILE]
 UNIT_TESTS = sorted((RULES_DIR / "tests").glob("*_test.yml"))
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 
 def _alerts() -> list[dict]:
@@ -31,17 +32,6 @@ def _alerts() -> list[dict]:
 def _records() -> list[dict]:
     doc = yaml.safe_load(RULE_FILES[0].read_text())
     return [rule for group in doc["groups"] for rule in group["rules"]]
-
-
-def github_anchors(markdown: str) -> set[str]:
-    """Anchors GitHub generates for the headings of a Markdown document."""
-    anchors = set()
-    for line in markdown.splitlines():
-        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
-        if match:
-            text = re.sub(r"[`*_]", "", match.group(1)).strip().lower()
-            anchors.add(re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", text)))
-    return anchors
 
 
 def test_committed_rule_files_are_up_to_date():
@@ -166,26 +156,12 @@ def test_job_selectors_only_come_from_config():
     assert "agent-exporter" not in source and "alert-receiver" not in source
 
 
-def contract_metric_names() -> set[str]:
-    """Metric names documented in docs/metrics.md (histograms expand to _bucket/_sum/_count)."""
-    text = METRICS_DOC.read_text()
-    names = set(re.findall(r"`((?:agentmon|alert_receiver)_[a-z0-9_]+)", text))
-    for hist in [n for n in names if n.endswith("_seconds") and "histogram" in text.split(n, 1)[1][:80]]:
-        names |= {hist + "_bucket", hist + "_sum", hist + "_count"}
-    return names
-
-
-def metric_names_in(expr: str) -> set[str]:
-    return set(re.findall(r"\b((?:agentmon|alert_receiver|alertmanager)_[a-z0-9_]+)\b", expr))
-
-
 def test_rules_use_only_contract_metrics():
     contract = contract_metric_names()
     assert "agentmon_cpu_seconds_total" in contract and "alert_receiver_dead_letters_total" in contract
     unknown = {}
     for rule in _alerts() + _records():
-        expr = re.sub(r"\b\w+:\w+:\w+\b", "", rule["expr"])  # recording-rule names are ours
-        bad = {m for m in metric_names_in(expr) if not m.startswith("alertmanager_") and m not in contract}
+        bad = {m for m in metric_names_in(rule["expr"]) if not m.startswith("alertmanager_") and m not in contract}
         if bad:
             unknown[rule.get("alert") or rule.get("record")] = bad
     assert not unknown, f"metrics not in docs/metrics.md: {unknown}"

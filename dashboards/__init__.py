@@ -1,0 +1,1 @@
+"""Grafana dashboards for agent-monitoring: dashboards/generate.py renders dashboards/*.json."""
