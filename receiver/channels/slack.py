@@ -122,9 +122,12 @@ class SlackChannel(Channel):
         return OutboundRequest(url=self.url, json=payload)
 
     def oversize(self, request: OutboundRequest) -> str | None:
-        count = len(request.json["blocks"]) + sum(len(a.get("blocks", [])) for a in request.json["attachments"])
-        if count > self.max_blocks:
-            return f"Slack message needs {count} blocks, limit {self.max_blocks}"
+        blocks = request.json["blocks"] + [b for a in request.json["attachments"] for b in a.get("blocks", [])]
+        if len(blocks) > self.max_blocks:
+            return f"Slack message needs {len(blocks)} blocks, limit {self.max_blocks}"
+        chars = sum(len(b["text"]["text"]) for b in blocks if "text" in b)
+        if chars > self.text_chars:  # Slack cuts a message after 40,000 characters
+            return f"Slack message text is {chars} characters, limit {self.text_chars}"
         return None
 
     def truncate(self, message: RenderedMessage) -> RenderedMessage:

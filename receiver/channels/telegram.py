@@ -33,6 +33,9 @@ from receiver.redact import redact_text
 
 MAX_CHARS = 4096
 _TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
+# http_send keeps only the first 2000 characters of an answer, and a successful sendMessage echoes
+# the whole message back — so success is recognised from the start of the body.
+_OK = re.compile(r'^\s*\{\s*"ok"\s*:\s*true\b')
 
 
 def escape_html(text: str) -> str:
@@ -148,7 +151,7 @@ class TelegramChannel(Channel):
         if answer.status == 429 or data.get("error_code") == 429:
             retry_after = (data.get("parameters") or {}).get("retry_after")
             return RetryableFailure(f"Telegram 429: {description}", retry_after=float(retry_after) if retry_after is not None else None)
-        if data.get("ok") is True:
+        if data.get("ok") is True or (answer.status == 200 and _OK.match(answer.text)):
             return Delivered("ok")
         if answer.status in (400, 401, 403, 404) and description:
             migrate = (data.get("parameters") or {}).get("migrate_to_chat_id")
