@@ -55,6 +55,7 @@ FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
                    {"exchange": "", "ratio": 0.5}),
 }
 BASE_ERROR_RATIO = 0.002
+WARM_UP_SECONDS = 3600.0
 
 
 class FaultError(ValueError):
@@ -199,14 +200,23 @@ class DemoAgent:
         self._clock = clock
         self._wall = wall
         self._last = clock()
-        self.start_time_ms = int(wall() * 1000) - 3_600_000  # pretend it has been running for an hour
+        self.start_time_ms = int(wall() * 1000) - int(WARM_UP_SECONDS * 1000)  # "running for an hour"
         self.exchanges = [self._new_exchange(name, extra_symbols) for name in (exchanges or list(PROFILES))]
         self.cache = {"hits": 0, "requests": 0, "size_bytes": 0, "entries": 0}
         self._cache_frac = {"requests": 0.0, "hits": 0.0}
+        self._warm_up(WARM_UP_SECONDS)
+
+    def _warm_up(self, seconds: float) -> None:
+        """Counters as after ``seconds`` of quiet running, so the first document looks like a real
+        agent's (not all zeros one hour after start_time)."""
+        flap, self.flap_interval = self.flap_interval, 0.0
+        self._last -= seconds
+        self.advance()
+        self.flap_interval = flap
 
     def _new_exchange(self, name: str, extra_symbols: int) -> ExchangeSim:
         profile = PROFILES[name]
-        ex = ExchangeSim(name, profile, state_since_ms=self.start_time_ms)
+        ex = ExchangeSim(name, profile, state_since_ms=self.start_time_ms, reconnects=self.rng.randint(0, 3))
         ex.records = dict.fromkeys(profile["records"], 0)
         symbols = dict(profile["symbols"])
         symbols.update({f"DEMO{i:04d}{profile['quote']}": 1.0 + i for i in range(extra_symbols)})
