@@ -85,6 +85,7 @@ WORDS: dict[str, dict[str, str]] = {
         "by_alertname": "By alert",
         "by_severity": "By severity",
         "top_alerts": "Most important",
+        "groups": "({n} groups)",
     },
     "zh": {
         "firing": "告警",
@@ -112,6 +113,7 @@ WORDS: dict[str, dict[str, str]] = {
         "by_alertname": "按告警名",
         "by_severity": "按级别",
         "top_alerts": "最重要的告警",
+        "groups": "（{n} 组）",
     },
 }
 

@@ -55,7 +55,7 @@ def request_view(req: OutboundRequest) -> Any:
     return req.payload
 
 
-@pytest.mark.parametrize("path", fixture_paths(), ids=fixture_id)
+@pytest.mark.parametrize("path", fixture_paths("tpl_"), ids=fixture_id)
 def test_golden(path: Path) -> None:
     loaded = try_load(path)
     if isinstance(loaded, IngestError):
@@ -76,7 +76,7 @@ def test_golden(path: Path) -> None:
 
 def test_every_fixture_has_golden_files() -> None:
     """No stale goldens: each golden file belongs to a fixture (renamed fixtures leave none behind)."""
-    stems = {p.stem for p in fixture_paths()}
+    stems = {p.stem for p in fixture_paths("tpl_")}
     for channel_name in channels():
         for f in (GOLDEN_DIR / channel_name).glob("*.json"):
             assert f.name.rsplit(".", 2)[0] in stems, f"stale golden file {f}"

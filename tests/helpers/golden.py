@@ -81,9 +81,10 @@ def assert_golden(path: Path, actual: Any) -> None:
         raise AssertionError(f"output differs from {path} (UPDATE_GOLDEN=1 rewrites it):\n{diff[:6000]}")
 
 
-def fixture_paths() -> list[Path]:
-    """Every payload fixture: the shared AlertManager ones and ours."""
-    return sorted(SHARED_FIXTURES.glob("*.json")) + sorted(OWN_FIXTURES.glob("*.json"))
+def fixture_paths(own_prefix: str = "") -> list[Path]:
+    """The shared AlertManager fixtures plus ours in tests/fixtures/payloads whose name starts
+    with ``own_prefix`` (``tpl_`` for the template tests, ``im_`` for the IM channels; '' = all)."""
+    return sorted(SHARED_FIXTURES.glob("*.json")) + sorted(OWN_FIXTURES.glob(f"{own_prefix}*.json"))
 
 
 def fixture_id(path: Path) -> str:
