@@ -257,3 +257,99 @@ def test_describe_redacts_token_and_secret():
     channel = make_channel("dingtalk", {"url": "https://oapi.dingtalk.com/robot/send?access_token=TOPSECRET", "secret": "SECxx"})
     text = str(channel.describe())
     assert "TOPSECRET" not in text and "SECxx" not in text
+
+
+# -- with the delivery engine (real compose, templates, outbox) -----------------------------------------
+
+
+def _engine_config(url: str, extra: str = "") -> str:
+    return f"""
+routes:
+  ops: [robot]
+targets:
+  robot:
+    type: dingtalk
+    url: "{url}"
+    secret: SECengine
+    language: zh
+    timezone: Asia/Shanghai
+    rate_limit: "20/4s"
+    throttle_pause: 1
+    mentions: {{mobiles: ["13800000000"]}}
+{extra}
+retry_backoff: {{initial: 0.05, max: 0.5}}
+"""
+
+
+@pytest.fixture
+def make_runtime(tmp_path, aiohttp_client):
+    from receiver.app import build_app
+    from receiver.runtime import Runtime, load
+
+    async def make(text: str):
+        path = tmp_path / "receiver.yml"
+        path.write_text(text)
+        rt = Runtime(path, tmp_path / "data", load(path), synchronous="NORMAL")
+        return rt, await aiohttp_client(build_app(rt))
+
+    return make
+
+
+async def _post_groups(client, count: int) -> list[str]:
+    from helpers.receiver import payload
+
+    ids = []
+    for i in range(count):
+        resp = await client.post("/alerts/ops", json=payload(f"Lag{i:02d}", group_key=f"{{}}:{{g=\"{i}\"}}"))
+        assert resp.status == 200, await resp.text()
+        ids.append((await resp.json())["id"])
+    return ids
+
+
+async def _wait(predicate, seconds: float = 30.0) -> bool:
+    import asyncio
+
+    for _ in range(int(seconds / 0.05)):
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_engine_throttled_robot_loses_nothing_backlog_becomes_digest(make_runtime):
+    # The robot accepts 3 messages, then blocks (130101) for a second; 25 groups arrive meanwhile.
+    async with running(FakeDingTalk({"tok": {"secret": "SECengine"}}, rate_limit=3, block_seconds=1.0)) as fake:
+        rt, client = await make_runtime(_engine_config(fake.send_url("tok")))
+        ids = await _post_groups(client, 25)
+
+        async def all_delivered() -> bool:
+            rows = await rt.store.recent_notifications(100)
+            return len(rows) == 25 and all(r["deliveries"][0]["state"] == "delivered" for r in rows)
+
+        assert await _wait(all_delivered), await rt.store.recent_notifications(100)
+        rows = {r["id"]: r for r in await rt.store.recent_notifications(100)}
+        assert set(rows) == set(ids)
+        throttled = [r for r in fake.received if isinstance(r.answer, dict) and r.answer.get("errcode") == 130101]
+        assert throttled, "the fake never throttled: the test did not exercise the pause"
+        assert any(r["deliveries"][0]["digest"] for r in rows.values())
+        digests = [b for b in fake.delivered if "汇总" in b["markdown"]["text"]]
+        assert digests and len(fake.delivered) < 25
+        assert all("@13800000000" in b["markdown"]["text"] and b["at"]["atMobiles"] == ["13800000000"] for b in fake.delivered)
+        dead = await (await client.get("/api/v1/dead-letters")).json()
+        assert dead["data"] == []
+
+
+async def test_engine_permanent_error_is_a_dead_letter_with_dingtalks_message(make_runtime):
+    async with running(FakeDingTalk({"tok": {"secret": "SECother"}})) as fake:
+        rt, client = await make_runtime(_engine_config(fake.send_url("tok")))
+        [nid] = await _post_groups(client, 1)
+
+        async def dead_letters():
+            data = (await (await client.get("/api/v1/dead-letters")).json())["data"]
+            return data or None
+
+        assert await _wait(dead_letters)
+        [row] = (await (await client.get("/api/v1/dead-letters")).json())["data"]
+        assert row["notification_id"] == nid
+        text = str(row)
+        assert "310000" in text and "sign not match" in text and "SECother" not in text

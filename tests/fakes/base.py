@@ -104,7 +104,9 @@ class FakeService:
         while sent and sent[0] <= now - self.window:
             sent.popleft()
         if len(sent) >= self.rate_limit:
+            # blocked; the block (DingTalk: 10 min) outlasts the window, so the count starts afresh
             self._blocked_until[robot] = now + self.block_seconds
+            sent.clear()
             return True
         sent.append(now)
         return False
