@@ -32,7 +32,7 @@ test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 run: $(STAMP) system-deps
-	$(PY) scripts/run_stack.py $(RUN_ARGS)
+	$(PY) -m agentmon.devstack $(RUN_ARGS)
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench $(BENCH_ARGS)
