@@ -60,13 +60,17 @@ class Proc:
     argv: list[str]
     popen: subprocess.Popen = field(repr=False)
     log_path: Path
+    owns_log: bool = False  # a temp log we created: removed by stop(), its text kept for output()
+    _final_output: str | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def output(self) -> str:
-        """Everything the process wrote to stdout/stderr so far."""
+        """Everything the process wrote to stdout/stderr so far (also after stop())."""
+        if self._final_output is not None:
+            return self._final_output
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -90,6 +94,9 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(timeout=timeout)
+        if self.owns_log and self._final_output is None:
+            self._final_output = self.output()
+            self.log_path.unlink(missing_ok=True)
         return self.popen.returncode
 
     def __enter__(self) -> Proc:
@@ -122,6 +129,7 @@ def start_process(
     within ``timeout`` seconds; the process is stopped in that case.
     """
     argv = [str(a) for a in argv]
+    owns_log = log_path is None
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix=Path(argv[0]).name + "-", suffix=".log")
         os.close(fd)
@@ -133,10 +141,11 @@ def start_process(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=full_env, cwd=cwd, start_new_session=True,
         )
-    proc = Proc(argv=argv, popen=popen, log_path=log_path)
+    proc = Proc(argv=argv, popen=popen, log_path=log_path, owns_log=owns_log)
     deadline = time.monotonic() + timeout
     while True:
         if popen.poll() is not None:
+            proc.stop()
             raise ProcessStartError(
                 f"{argv[0]} exited with code {popen.returncode} before it was ready:\n{proc.output()}"
             )
