@@ -45,6 +45,12 @@ _RESERVED_HEADERS = {
     "content-type", "mime-version", "content-transfer-encoding",
 }
 DEFAULT_MAX_BYTES = 5 * 2**20
+# connection-level trouble worth retrying; any other SMTPException is a protocol/config problem
+_TRANSIENT = (
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    aiosmtplib.SMTPServerDisconnected,
+)
 
 
 def parse_smarthost(value: str) -> tuple[str, int]:
@@ -178,7 +184,7 @@ class EmailChannel(Channel):
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
 
     async def send(self, ctx: SendContext, request: OutboundRequest) -> SendResult:
-        msg: EmailMessage = copy.copy(request.payload)
+        msg: EmailMessage = copy.deepcopy(request.payload)  # the request may be retried: keep it pristine
         if "Date" not in msg:
             msg["Date"] = formatdate(localtime=False, usegmt=True)
         tls = self.implicit_tls or self.require_tls
@@ -207,12 +213,15 @@ class EmailChannel(Channel):
             if isinstance(exc, aiosmtplib.SMTPAuthenticationError) or exc.code >= 500:
                 return PermanentFailure(reason)
             return RetryableFailure(reason)
-        except aiosmtplib.SMTPNotSupported as exc:  # e.g. no STARTTLS / no AUTH offered
-            return PermanentFailure(f"SMTP {where}: {exc}")
         except ssl.SSLCertVerificationError as exc:
             return PermanentFailure(f"SMTP {where}: TLS certificate not trusted: {exc.verify_message or exc}")
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (*_TRANSIENT, OSError, TimeoutError) as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return PermanentFailure(f"SMTP {where}: TLS certificate not trusted: {cause.verify_message or cause}")
             return RetryableFailure(f"SMTP {where}: {type(exc).__name__}: {exc}")
+        except aiosmtplib.SMTPException as exc:  # protocol/config: no STARTTLS, no AUTH offered...
+            return PermanentFailure(f"SMTP {where}: {exc}")
         if refused:
             detail = "; ".join(f"{addr}: {resp.code} {resp.message}" for addr, resp in refused.items())
             return Delivered(f"accepted by {where}, some recipients refused: {detail}")
