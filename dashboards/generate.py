@@ -337,7 +337,7 @@ def business_dashboard() -> dict:
             stat("Exchanges connected", "none", "Number of exchanges the agent is connected to.",
                  (f"sum by (instance) (agentmon_exchange_connected{{{X}}})", "{{instance}}")),
             stat("Exchanges disconnected", "none", "Number of exchanges the agent is not connected to.",
-                 (f"count by (instance) (agentmon_exchange_connected{{{X}}} == 0)", "{{instance}}")),
+                 (f"sum by (instance) (1 - agentmon_exchange_connected{{{X}}})", "{{instance}}")),
             stat("Records / s", "cps", "Records collected per second, all exchanges.",
                  (f"sum by (instance) (rate(agentmon_records_collected_total{{{X}}}{RI}))", "{{instance}}")),
             ts("Exchange connection state", "bool_yes_no", "1 = connected, 0 = disconnected, per exchange.",
