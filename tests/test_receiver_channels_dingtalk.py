@@ -353,3 +353,11 @@ async def test_engine_permanent_error_is_a_dead_letter_with_dingtalks_message(ma
         assert row["notification_id"] == nid
         text = str(row)
         assert "310000" in text and "sign not match" in text and "SECother" not in text
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_golden_digest(language):
+    from fakes.harness import check_golden_digest
+
+    req = check_golden_digest("dingtalk", make_channel("dingtalk", {"url": "https://oapi.dingtalk.com/robot/send?access_token=TOKEN", "mentions": MENTIONS}), language)
+    assert ("汇总" if language == "zh" else "Digest") in str(req.json)

@@ -121,3 +121,11 @@ async def test_unknown_hook_is_permanent(session):
 def test_mobiles_are_a_config_error():
     with pytest.raises(ValueError, match="mobile"):
         FeishuChannel("t", {"url": URL, "mentions": {"mobiles": ["1"]}})
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_golden_digest(language):
+    from fakes.harness import check_golden_digest
+
+    req = check_golden_digest("feishu", make_channel("feishu", {"url": URL}), language)
+    assert ("汇总" if language == "zh" else "Digest") in str(req.json)

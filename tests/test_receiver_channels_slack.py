@@ -122,3 +122,11 @@ async def test_answers_are_classified(session, hook, status, body, kind, needle)
             fake.answer_next(status, body)
         result = await channel.send(ctx(session), req)
         assert isinstance(result, kind) and needle in result.reason, result
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_golden_digest(language):
+    from fakes.harness import check_golden_digest
+
+    req = check_golden_digest("slack", make_channel("slack", {"url": URL}), language)
+    assert ("汇总" if language == "zh" else "Digest") in str(req.json)

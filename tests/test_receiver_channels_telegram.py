@@ -135,3 +135,11 @@ async def test_server_errors_retry_and_group_migration_hint(session):
 def test_bad_options(options, needle):
     with pytest.raises(ValueError, match=needle):
         TelegramChannel("t", options)
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_golden_digest(language):
+    from fakes.harness import check_golden_digest
+
+    req = check_golden_digest("telegram", make_channel("telegram", {"bot_token": TOKEN, "chat_id": 1}), language)
+    assert ("汇总" if language == "zh" else "Digest") in str(req.json)

@@ -150,3 +150,11 @@ async def test_unknown_key_is_permanent_and_the_key_never_leaks(session):
     result = await dead.send(ctx(session), req)
     assert isinstance(result, RetryableFailure) and "KEYSECRET" not in result.reason
     assert "KEYSECRET" not in str(dead.describe())
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_golden_digest(language):
+    from fakes.harness import check_golden_digest
+
+    req = check_golden_digest("wecom", make_channel("wecom", {"url": URL}), language)
+    assert ("汇总" if language == "zh" else "Digest") in str(req.json)

@@ -89,3 +89,14 @@ def check_golden(channel_type: str, channel: Channel, path: Path, language: str,
     assert channel.oversize(request) is None
     assert_golden(GOLDEN_DIR / channel_type / f"{path.stem}{suffix}.{language}.json", golden_view(request, message))
     return request
+
+
+#: a digest: three notifications coalesced into one message (what a throttled target sends)
+DIGEST = (GOLDEN_FIXTURES[0], GOLDEN_FIXTURES[2], GOLDEN_FIXTURES[1])
+
+
+def check_golden_digest(channel_type: str, channel: Channel, language: str, suffix: str = "") -> OutboundRequest:
+    message, request = compose_fixture(channel, DIGEST, language)
+    assert message.meta["digest"] is True and channel.oversize(request) is None
+    assert_golden(GOLDEN_DIR / channel_type / f"digest{suffix}.{language}.json", golden_view(request, message))
+    return request
