@@ -384,22 +384,31 @@ def _ctx_now(ctx: Any) -> datetime:
     return now if isinstance(now, datetime) else datetime.now(UTC)
 
 
+class ZonedDatetime(datetime):
+    """A time already placed in a zone by ``tz``: formatting keeps that zone (AM's ``tz`` then ``date``)."""
+
+
 @jinja2.pass_context
 def f_localtime(ctx: Any, value: Any, layout: str = DEFAULT_TIME_FORMAT) -> str:
     dt = _as_datetime(value)
-    return format_time(dt.astimezone(_ctx_zone(ctx)), layout) if dt else ""
+    if dt is None:
+        return ""
+    return format_time(dt if isinstance(value, ZonedDatetime) else dt.astimezone(_ctx_zone(ctx)), layout)
 
 
 @jinja2.pass_context
 def g_date(ctx: Any, layout: str, value: Any) -> str:
-    """AM ``date "layout" t`` (Go layout or strftime), in the configured timezone."""
+    """AM ``date "layout" t`` (Go layout or strftime), in the configured timezone (or ``tz``'s)."""
     return f_localtime(ctx, value, layout)
 
 
 def g_tz(name: str, value: Any) -> datetime | None:
-    """AM ``tz "Asia/Shanghai" t``: the time converted to another zone."""
+    """AM ``tz "Asia/Shanghai" t``: the time in another zone; ``date`` then formats it there."""
     dt = _as_datetime(value)
-    return dt.astimezone(get_zone(name)) if dt else None
+    if dt is None:
+        return None
+    z = dt.astimezone(get_zone(name))
+    return ZonedDatetime.combine(z.date(), z.timetz())
 
 
 @jinja2.pass_context
@@ -600,7 +609,6 @@ class Templates:
         loader = _Loader(self.user_dir)
         self._text_env = _make_env(loader, autoescape=False)
         self._html_env = _make_env(loader, autoescape=True)
-        self._needs_root: dict[tuple[int, str], bool] = {}
 
     # -- lookup ---------------------------------------------------------------------------------
 
@@ -689,13 +697,15 @@ class Templates:
         return env.get_template(MACROS_TEMPLATE).make_module(dict(context))
 
     def _root_needed(self, env: jinja2.Environment, tmpl: jinja2.Template) -> bool:
-        key = (id(tmpl), tmpl.filename or "")
-        if key not in self._needs_root:
+        """True when the template has top-level statements (extends, import, set, macro) that
+        blocks may depend on; then the root runs first. Cached on the (compiled) template."""
+        flag = getattr(tmpl, "_agentmon_needs_root", None)
+        if flag is None:
             source = env.loader.get_source(env, tmpl.name)[0]  # type: ignore[union-attr]
-            body = env.parse(source).body
-            self._needs_root[key] = any(
+            flag = any(
                 not isinstance(n, nodes.Block)
                 and not (isinstance(n, nodes.Output) and all(isinstance(c, nodes.TemplateData) and not c.data.strip() for c in n.nodes))
-                for n in body
+                for n in env.parse(source).body
             )
-        return self._needs_root[key]
+            tmpl._agentmon_needs_root = flag  # type: ignore[attr-defined]
+        return flag

@@ -228,3 +228,19 @@ async def test_require_tls_against_server_without_starttls_is_permanent(smtp_ser
     result = await ch.send(CTX, request_for(ch, notif()))
     assert isinstance(result, PermanentFailure) and "STARTTLS" in result.reason.upper()
     assert sink.envelopes == []
+
+
+def test_oversize_email_shrinks_and_never_exceeds_max_bytes():
+    ch = channel(25, max_bytes=20_000)
+    n = notif("tpl_200_alerts.json")
+    msg_req = request_for(ch, n)
+    assert len(msg_req.body_bytes()) <= 20_000
+    text = msg_req.payload.get_body(("plain",)).get_content()
+    assert "…and" in text and "more" in text
+    # one alert with a huge multi-byte description: last-resort cut, still valid UTF-8 and within limit
+    one = notif("tpl_cjk_emoji.json")
+    big = replace(one, alerts=[replace(one.alerts[0], annotations={"description": "行情🔥" * 20_000})])
+    req = request_for(ch, big, "zh")
+    assert len(req.body_bytes()) <= 20_000
+    body = req.payload.get_body(("plain",)).get_content()
+    assert body.rstrip().endswith("…") and "行情🔥" in body

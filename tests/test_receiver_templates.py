@@ -143,3 +143,14 @@ def test_check_reports_syntax_errors_with_line(tmp_path):
     assert Templates(tmp_path).check("half", "en", ("title", "text")) == [
         f"{tmp_path / 'half.en.j2'}: no {{% block text %}} (the channel needs it)"
     ]
+
+
+def test_tz_then_date_formats_in_that_zone(tmp_path):
+    src = "{% block text %}{{ date('15:04 MST', tz('Europe/Paris', t)) }}|{{ t|tz('UTC')|date('%H:%M %Z') }}|{{ date('15:04', t) }}{% endblock %}"
+    t = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    assert render(tmp_path, src, {"t": t, "timezone": "Asia/Shanghai"}) == "14:00 CEST|12:00 UTC|20:00"
+
+
+def test_top_level_set_and_import_visible_in_blocks(tmp_path):
+    src = '{% import "_macros.j2" as mm with context %}{% set greeting = "hi" %}{% block text %}{{ greeting }} {{ mm.more_line() }}{% endblock %}'
+    assert render(tmp_path, src, {"more": 3, "language": "en"}) == "hi …and 3 more"
