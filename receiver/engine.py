@@ -162,19 +162,14 @@ class TargetWorker:
             await asyncio.sleep(wait)
             return
         self.wake_event.clear()
-        tokens = int(self.bucket.available())
-        jobs = await self.store.due_jobs(self.name, now, limit=tokens + 1)
+        # more due than the rate limit can send now → one digest of the backlog, else the oldest job
+        jobs = await self.store.next_batch(self.name, now, int(self.bucket.available()), self.max_digest)
         if not jobs:
             nxt = await self.store.next_attempt_at(self.name)
             timeout = None if nxt is None else max(0.01, nxt - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake_event.wait(), timeout)
             return
-        if len(jobs) > tokens and len(jobs) > 1:
-            # backlog beyond what the rate limit can send now: one digest for all of it
-            jobs = await self.store.due_jobs(self.name, now, limit=self.max_digest)
-        else:
-            jobs = jobs[:1]
         await self.deliver(jobs)
 
     def _template_error(self, message: str) -> None:

@@ -271,15 +271,21 @@ class Store:
 
     async def due_jobs(self, target: str, now: float, limit: int) -> list[Job]:
         """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
+        return await self.run(lambda conn: _due(conn, target, now, limit))
+
+    async def next_batch(self, target: str, now: float, tokens: int, max_digest: int) -> list[Job]:
+        """What to send next: the oldest due job, or — when more jobs are due than ``tokens`` allow
+        sending now — up to ``max_digest`` of them for one digest. One round trip."""
 
         def op(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body FROM jobs j "
-                "JOIN notifications n ON n.id = j.notification_id "
-                "WHERE j.target = ? AND j.state = 'pending' AND j.next_attempt_at <= ? ORDER BY j.id LIMIT ?",
-                (target, now, limit),
-            ).fetchall()
-            return [Job(r[0], r[1], target, r[2], r[3], notification_from_dict(json.loads(r[4]))) for r in rows]
+            due = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE target = ? AND state = 'pending' "
+                "AND next_attempt_at <= ? LIMIT ?)",
+                (target, now, tokens + 1),
+            ).fetchone()[0]
+            if due == 0:
+                return []
+            return _due(conn, target, now, max_digest if due > tokens and due > 1 else 1)
 
         return await self.run(op)
 
@@ -390,6 +396,16 @@ class Store:
             return out
 
         return await self.run(op)
+
+
+def _due(conn: sqlite3.Connection, target: str, now: float, limit: int) -> list[Job]:
+    rows = conn.execute(
+        "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body FROM jobs j "
+        "JOIN notifications n ON n.id = j.notification_id "
+        "WHERE j.target = ? AND j.state = 'pending' AND j.next_attempt_at <= ? ORDER BY j.id LIMIT ?",
+        (target, now, limit),
+    ).fetchall()
+    return [Job(r[0], r[1], target, r[2], r[3], notification_from_dict(json.loads(r[4]))) for r in rows]
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value: Any, err: BaseException | None) -> None:
