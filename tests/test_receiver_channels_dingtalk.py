@@ -92,6 +92,8 @@ def test_build_writes_missing_mention_words_into_custom_text():
                           {"mentions": {"mobiles": ["13800000000"], "user_ids": ["u1"], "at_all": False}})
     body = channel.build(msg).json
     assert body["markdown"]["text"].endswith("@13800000000 @u1")
+    prefix = RenderedMessage({"title": "t", "text": "ping @138000000001 and @u1"}, msg.meta)  # longer number ≠ ours
+    assert channel.build(prefix).json["markdown"]["text"].endswith("@u1\n\n@13800000000")
     assert fired_mentions(body) == {"13800000000", "u1"}
 
 

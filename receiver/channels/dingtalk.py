@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ class DingTalkChannel(Channel):
     def build(self, message: RenderedMessage) -> OutboundRequest:
         mentions = Mentions.from_meta(message.meta)
         text = message["text"].strip()
-        missing = [w for w in mention_text(mentions).split() if w not in text]
+        missing = [w for w in mention_text(mentions).split() if not re.search(re.escape(w) + r"(?![\w.-])", text)]
         if missing:
             text = f"{text}\n\n{' '.join(missing)}"
         if self.keyword and self.keyword not in text:
