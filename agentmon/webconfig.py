@@ -31,10 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 from aiohttp import web
-
-from agentmon.configload import ConfigError, Problem, load_config
 
 log = logging.getLogger("agentmon.webconfig")
 
@@ -116,6 +113,8 @@ def load_web_config(path: str | Path | None, env: Mapping[str, str] | None = Non
     """Parse and check the file (certificates are loaded once here so mistakes surface at startup)."""
     if path is None:
         return WebConfig()
+    from agentmon.configload import ConfigError, Problem, load_config  # lazy: jsonschema only when used
+
     filename = str(path)
     data = load_config(path, SCHEMA, env=env)
     base = Path(path).resolve().parent
@@ -158,6 +157,9 @@ class BasicAuth:
     """Checks ``Authorization: Basic`` headers against bcrypt hashes, with a bounded result cache."""
 
     def __init__(self, users: Mapping[str, bytes], cache_size: int = 1024):
+        import bcrypt  # lazy: only servers with basic auth pay for it
+
+        self._checkpw = bcrypt.checkpw
         self.users = dict(users)
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._cache_size = cache_size
@@ -182,7 +184,7 @@ class BasicAuth:
         key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
         ok = self._cache.get(key)
         if ok is None:
-            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed)
+            ok = await asyncio.to_thread(self._checkpw, password.encode(), hashed)
             ok = ok and known
             self._cache[key] = ok
             if len(self._cache) > self._cache_size:

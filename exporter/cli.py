@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 
 from agentmon.cliflags import add_common_flags, split_host_port
-from agentmon.configload import ConfigError
 from agentmon.logsetup import setup_logging
 from agentmon.webconfig import WebConfig, load_web_config
 from exporter.collectors import AVAILABLE
@@ -32,11 +31,6 @@ from exporter.config import (
 from exporter.server import ExporterServer
 
 log = logging.getLogger("exporter.cli")
-
-try:
-    from exporter.business import build_source
-except ImportError:  # pragma: no cover - the business half is optional for the core
-    build_source = None
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
@@ -142,7 +136,11 @@ def _validate_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
     def factory(agent_cfg):
-        return build_source(agent_cfg, settings.namespace) if build_source is not None else None
+        if not agent_cfg:  # no `agent:` section: no business source (and no business imports)
+            return None
+        from exporter.business import build_source
+
+        return build_source(agent_cfg, settings.namespace)
 
     server = ExporterServer(settings, factory(settings.config.agent), source_factory=factory, web_config=web_config)
     try:
@@ -179,10 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _validate_flags(parser, args)
     setup_logging(args.log_level, args.log_format)
+    config_errors: tuple[type[Exception], ...] = ()
+    if args.config_file or args.web_config_file:  # the validator stack is imported only when needed
+        from agentmon.configload import ConfigError
+
+        config_errors = (ConfigError,)
     try:
         config = load_exporter_config(args.config_file)
         web_config = load_web_config(args.web_config_file)
-    except ConfigError as exc:
+    except config_errors as exc:
         print(f"agent-exporter: invalid configuration:\n{exc}", file=sys.stderr)
         return 1
     if args.config_check:

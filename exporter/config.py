@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentmon.configload import ConfigError, Problem, load_config, load_schema
 from exporter.collectors import DEFAULT_ENABLED
 from exporter.collectors.cpu import CpuOptions
 from exporter.collectors.diskstats import DEFAULT_DEVICE_EXCLUDE as DISK_EXCLUDE
@@ -33,11 +32,17 @@ SCHEMA_PATH = Path(__file__).parent / "schemas" / "exporter-config.schema.json"
 DEFAULT_LISTEN = "127.0.0.1:9817"
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 
-try:  # the business half lands in exporter/business/__init__.py; the exporter works without it
-    from exporter.business import AGENT_CONFIG_SCHEMA_PATH, check_agent_config
-except ImportError:  # pragma: no cover - depends on the other half being present
-    AGENT_CONFIG_SCHEMA_PATH = None
-    check_agent_config = None
+
+
+def _business():
+    """exporter.business (schema path, semantic checks) or None. Imported only when a config file is
+    loaded: the validator stack (jsonschema, the mapping) costs ~4 MiB RSS a config-less exporter
+    does not need."""
+    try:
+        import exporter.business as business
+    except ImportError:  # pragma: no cover - the business half is optional for the core
+        return None
+    return business
 
 _REGEX_KEYS = (
     ("filesystem", "mount_points_exclude"),
@@ -88,9 +93,12 @@ class ExporterSettings:
 
 def exporter_schema() -> dict[str, Any]:
     """Our schema with the business half's ``agent`` schema embedded (its own $id keeps its $refs local)."""
+    from agentmon.configload import load_schema
+
     schema = load_schema(SCHEMA_PATH)
-    if AGENT_CONFIG_SCHEMA_PATH is not None and Path(AGENT_CONFIG_SCHEMA_PATH).is_file():
-        agent = copy.deepcopy(load_schema(AGENT_CONFIG_SCHEMA_PATH))
+    business = _business()
+    if business is not None and Path(business.AGENT_CONFIG_SCHEMA_PATH).is_file():
+        agent = copy.deepcopy(load_schema(business.AGENT_CONFIG_SCHEMA_PATH))
         agent.pop("$schema", None)
         agent.setdefault("$id", "urn:agentmon:agent-config")
         if agent.get("type") == "object":
@@ -122,8 +130,9 @@ def _semantic_checks(data: dict[str, Any]) -> Iterable[tuple[tuple, str]]:
     if len(given) > 1:
         yield ("collectors", "process", given[1]), f"give only one process selector, not {' and '.join(given)}"
     agent = data.get("agent")
-    if agent and check_agent_config is not None:
-        for key_path, reason in check_agent_config(agent):
+    business = _business() if agent else None
+    if business is not None:
+        for key_path, reason in business.check_agent_config(agent):
             p = _parse_key_path(key_path)
             yield (p if p[:1] == ("agent",) else ("agent", *p)), reason
 
@@ -174,6 +183,8 @@ def load_exporter_config(path: str | os.PathLike | None, env: Mapping[str, str] 
     Raises agentmon.configload.ConfigError (file:line: key.path: reason)."""
     if path is None:
         return parse_config({}, "<defaults>")
+    from agentmon.configload import ConfigError, Problem, load_config
+
     data = load_config(path, exporter_schema(), env=env, checks=[_semantic_checks])
     try:
         return parse_config(data, str(path))

@@ -8,9 +8,11 @@ OpenMetrics is delegated to prometheus_client (only served when a client cannot 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om
@@ -27,20 +29,25 @@ _INF = math.inf
 _MAY_HAVE_OM_SAMPLES = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
 
 
+@functools.lru_cache(maxsize=8192)
 def _name(name: str) -> str:
     return name if _LEGACY_NAME.match(name) else om.escape_metric_name(name, om.UNDERSCORES)
 
 
+@functools.lru_cache(maxsize=1024)
 def _label(name: str) -> str:
     return name if _LEGACY_LABEL.match(name) else om.escape_label_name(name, om.UNDERSCORES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _label_order(keys: frozenset) -> tuple[tuple[str, str], ...]:
+    return tuple((k, _label(k)) for k in sorted(keys))
 
 
 def _value(v: float) -> str:
     """Same output as prometheus_client.utils.floatToGoString, with a fast path for plain numbers."""
     d = float(v)
-    if d != d or d == _INF or d == -_INF or d > 999999.0:
-        return floatToGoString(d)
-    return repr(d)
+    return repr(d) if -_INF < d <= 999999.0 else floatToGoString(d)
 
 
 def _escape(v: str) -> str:
@@ -49,26 +56,50 @@ def _escape(v: str) -> str:
     return v
 
 
-def _sample_lines(samples: Iterable, out: list[str]) -> None:
-    last_keys: tuple | None = None
-    order: list[tuple[str, str]] = []
+def _doc(doc: str) -> str:
+    if "\\" in doc or "\n" in doc:
+        return doc.replace("\\", r"\\").replace("\n", r"\n")
+    return doc
+
+
+def _sample_lines(samples: Iterable, out: list[str], escaped: dict[str, str]) -> None:
+    """One line per sample. Hot loop (~1 µs per series): label orders and escaped label values are
+    cached because they repeat across samples."""
+    append = out.append
+    last_keys: Any = None
+    order: tuple[tuple[str, str], ...] = ()
     for s in samples:
+        name = _name(s.name)
+        v = s.value
+        if v.__class__ is not float:
+            v = float(v)
+        val = repr(v) if -_INF < v <= 999999.0 else floatToGoString(v)
         labels = s.labels
         if labels:
-            keys = tuple(labels)
-            if keys != last_keys:
-                last_keys = keys
-                order = [(k, _label(k)) for k in sorted(keys)]
-            lbl = "{" + ",".join([f'{n}="{_escape(labels[k])}"' for k, n in order]) + "}"
+            if labels.keys() != last_keys:
+                last_keys = frozenset(labels)
+                order = _label_order(last_keys)
+            parts = []
+            for k, n in order:
+                lv = labels[k]
+                e = escaped.get(lv)
+                if e is None:
+                    e = escaped[lv] = _escape(lv)
+                parts.append(f'{n}="{e}"')
+            if s.timestamp is None:
+                append(f"{name}{{{','.join(parts)}}} {val}\n")
+            else:
+                append(f"{name}{{{','.join(parts)}}} {val} {int(float(s.timestamp) * 1000):d}\n")
+        elif s.timestamp is None:
+            append(f"{name} {val}\n")
         else:
-            lbl = ""
-        ts = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
-        out.append(f"{_name(s.name)}{lbl} {_value(s.value)}{ts}\n")
+            append(f"{name} {val} {int(float(s.timestamp) * 1000):d}\n")
 
 
 def render_text(families: Iterable[Metric]) -> bytes:
     """Text format 0.0.4, identical to ``prometheus_client.generate_latest`` for the same families."""
     out: list[str] = []
+    escaped: dict[str, str] = {}
     for metric in families:
         mname, mtype = metric.name, metric.type
         if mtype == "counter":
@@ -76,7 +107,7 @@ def render_text(families: Iterable[Metric]) -> bytes:
         elif mtype == "info":
             mname += "_info"
         mtype = _TYPE_MAP.get(mtype, mtype)
-        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        doc = _doc(metric.documentation)
         name = _name(mname)
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
         samples = metric.samples
@@ -93,11 +124,11 @@ def render_text(families: Iterable[Metric]) -> bytes:
                 else:
                     plain.append(s)
             samples = plain
-        _sample_lines(samples, out)
+        _sample_lines(samples, out, escaped)
         for suffix, extra in sorted(om_samples.items()):
             n = _name(base + suffix)
             out.append(f"# HELP {n} {doc}\n# TYPE {n} gauge\n")
-            _sample_lines(extra, out)
+            _sample_lines(extra, out, escaped)
     return "".join(out).encode("utf-8")
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from agentmon.cliflags import split_host_port
-from agentmon.configload import ConfigError
 from agentmon.webconfig import WebConfig, load_web_config, web_middleware
 from exporter.config import ExporterSettings, load_exporter_config
 from exporter.render import wants_openmetrics
@@ -133,12 +132,17 @@ class ExporterServer:
         """Load the config file again; on any problem keep the running config and report why."""
         async with self._reload_lock:
             filename = self.settings.config_file
+            config_errors: tuple[type[Exception], ...] = ()
+            if filename:
+                from agentmon.configload import ConfigError
+
+                config_errors = (ConfigError,)
             try:
                 config = await asyncio.to_thread(load_exporter_config, filename)
                 source = self.scraper.source
                 if self.source_factory is not None:
                     source = self.source_factory(config.agent)
-            except ConfigError as exc:
+            except config_errors as exc:
                 self.scraper.reload_failed()
                 log.error("config reload failed; keeping the previous config", extra={"err": str(exc)})
                 return False, f"reload failed, previous config kept:\n{exc}"

@@ -66,5 +66,6 @@ class FilesystemCollector:
 
 
 SPEC = CollectorSpec(
-    "filesystem", True, "filesystem sizes and inodes per mount point", FilesystemCollector, FilesystemOptions
+    "filesystem", True, "filesystem sizes and inodes per mount point", FilesystemCollector, FilesystemOptions,
+    may_block=True,
 )
