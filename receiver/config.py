@@ -94,7 +94,7 @@ class TargetConfig:
 
     name: str
     type: str
-    options: Mapping[str, Any]  # channel-specific keys (url, secret, to, ...), secrets resolved
+    options: Mapping[str, Any] = field(repr=False)  # channel-specific keys (url, secret, to, ...), secrets resolved
     send_resolved: bool | None = None  # None → channel default
     rate_limit: RateLimit | None = None  # None → channel.default_rate_limit
     template: str | None = None  # template name or path overriding the channel default
@@ -381,4 +381,11 @@ def _option_message(err: jsonschema.ValidationError, type_: str, declared: set[s
     if err.validator == "required":
         return f"{err.message} (required by {type_} targets)"
     # never echo a value: it may be a secret
-    return re.sub(r"^'.*?' ", "value ", err.message) if err.validator in ("type", "pattern", "format") else err.message
+    if err.validator == "type":
+        types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        return f"must be of type {' or '.join(types)}"
+    if err.validator == "pattern":
+        return f"does not match the pattern {err.validator_value!r}"
+    if err.validator == "enum":
+        return f"must be one of {', '.join(map(str, err.validator_value))}"
+    return err.message.replace(repr(err.instance), "the value")

@@ -192,3 +192,23 @@ async def test_pending_jobs_resume_after_restart(tmp_path, sink):
         assert await sink.async_wait_for(lambda s: n.id in s.delivered_ids(), 10)
     finally:
         await rt2.stop()
+
+
+async def test_secrets_never_logged_or_shown(make_receiver, caplog):
+    caplog.set_level("DEBUG")
+    from helpers.procs import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/robot/send?access_token=TOPSECRET42"  # nothing listens there
+    rt, client = await make_receiver(config(url, ", retry_max_age: 0.3"))
+    await post(client, payload("Unreachable"))
+    for _ in range(200):
+        dead = (await (await client.get("/api/v1/dead-letters")).json())["data"]
+        if dead:
+            break
+        await asyncio.sleep(0.05)
+    assert dead and "connection error" in dead[0]["reason"]
+    pages = [await (await client.get(p)).text() for p in ("/api/v1/status", "/", "/api/v1/dead-letters", "/metrics")]
+    logged = caplog.text + "".join(str(vars(r)) for r in caplog.records)  # extra= fields included
+    assert "connection error" in logged
+    for text in [logged, *pages]:
+        assert "TOPSECRET42" not in text
