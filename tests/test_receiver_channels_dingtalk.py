@@ -363,3 +363,15 @@ def test_golden_digest(language):
 
     req = check_golden_digest("dingtalk", make_channel("dingtalk", {"url": "https://oapi.dingtalk.com/robot/send?access_token=TOKEN", "mentions": MENTIONS}), language)
     assert ("汇总" if language == "zh" else "Digest") in str(req.json)
+
+
+async def test_buttons_in_meta_become_an_action_card_the_fake_accepts(session):
+    # the hook for ack/silence buttons (later issue): meta["buttons"] → actionCard with btns
+    async with running(FakeDingTalk({"tok": {}})) as fake:
+        channel = make_channel("dingtalk", {"url": fake.send_url("tok")})
+        msg = RenderedMessage({"title": "t", "text": "### x"},
+                              {"buttons": [{"title": "Silence 2h", "url": "http://am/#/silences/new"}]})
+        req = channel.build(msg)
+        assert req.json["msgtype"] == "actionCard"
+        assert req.json["actionCard"]["btns"] == [{"title": "Silence 2h", "actionURL": "http://am/#/silences/new"}]
+        assert isinstance(await channel.send(ctx(session), req), Delivered)
