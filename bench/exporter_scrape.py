@@ -282,8 +282,10 @@ def big_business(scrapes: int, mode: str) -> dict:
         procs.append(p)
         wait_ready(f"http://127.0.0.1:{port}/stats", p)
 
-        def make_source():
-            return build_source({**agent_cfg, "url": f"http://127.0.0.1:{port}/stats"}, "agentmon")
+        def make_source():  # as the CLI does: HTTP sources run on their own loop thread
+            from exporter.scrape import ThreadedSource
+
+            return ThreadedSource(build_source({**agent_cfg, "url": f"http://127.0.0.1:{port}/stats"}, "agentmon"))
     try:
         port, lag, loop, thread, state = run_server_in_thread(make_source)
         series, size = count_series(port)
@@ -309,6 +311,43 @@ def big_business(scrapes: int, mode: str) -> dict:
             p.wait(10)
 
 
+def breakdown(repeat: int = 10) -> dict:
+    """Where the 10k-series scrape goes, measured in-process (median ms): the agent building its
+    document, the business source (fetch from the provider + mapping), our render, gzip level 1."""
+    import gzip as gz
+
+    from exporter.business import build_source
+    from exporter.demo_agent import DemoAgent
+    from exporter.render import render_text
+
+    demo = DemoAgent(seed=1, extra_symbols=2500, flap_interval=0)
+    src = build_source({"per_symbol": {"enabled": True, "max_series": 20000}, "timeout": 10}, "agentmon",
+                       provider=demo.stats)
+
+    def med(fn) -> float:
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return 1000 * statistics.median(ts)
+
+    loop = asyncio.new_event_loop()
+    fams = loop.run_until_complete(src.collect(10))
+    body = render_text(fams)
+    res = {"agent_document_ms": med(demo.stats),
+           "source_collect_ms": med(lambda: loop.run_until_complete(src.collect(10))),
+           "render_ms": med(lambda: render_text(fams)),
+           "gzip1_ms": med(lambda: gz.compress(body, compresslevel=1))}
+    loop.run_until_complete(src.close())
+    loop.close()
+    res["mapping_ms"] = res["source_collect_ms"] - res["agent_document_ms"]
+    print(f"  breakdown (in-process, median): agent builds document {res['agent_document_ms']:.1f} ms, "
+          f"business mapping {res['mapping_ms']:.1f} ms, render {res['render_ms']:.1f} ms, "
+          f"gzip(1) {res['gzip1_ms']:.1f} ms")
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.exporter_scrape")
     ap.add_argument("--scrapes", type=int, default=200)
@@ -319,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"side_by_side": side_by_side(args.scrapes, args.rounds)}
     print("\n10k-series business document (prom-like headers, gzip), server loop lag measured by a 5 ms ticker:")
     results["business_10k"] = {m: big_business(args.big_scrapes, m) for m in ("provider", "http")}
+    results["business_10k"]["breakdown"] = breakdown()
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "exporter_scrape.json").write_text(json.dumps(results, indent=2))

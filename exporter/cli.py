@@ -28,6 +28,7 @@ from exporter.config import (
     PushSettings,
     load_exporter_config,
 )
+from exporter.scrape import ThreadedSource
 from exporter.server import ExporterServer
 
 log = logging.getLogger("exporter.cli")
@@ -140,7 +141,8 @@ async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
             return None
         from exporter.business import build_source
 
-        return build_source(agent_cfg, settings.namespace)
+        source = build_source(agent_cfg, settings.namespace)
+        return ThreadedSource(source) if source is not None else None
 
     server = ExporterServer(settings, factory(settings.config.agent), source_factory=factory, web_config=web_config)
     try:

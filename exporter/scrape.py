@@ -16,6 +16,7 @@ import asyncio
 import gzip
 import logging
 import platform
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,36 @@ class PromCollector(Protocol):
     """A prometheus_client-style collector (``collect()`` yields families), e.g. from an embedder."""
 
     def collect(self) -> Iterable[Metric]: ...
+
+
+class ThreadedSource:
+    """Runs a business source on a private event loop in its own thread.
+
+    Why: mapping a big stats document (and json.loads of it) is CPU work inside the source; on the
+    server's loop a 10k-series document would block /-/healthy and concurrent scrapes for ~100 ms.
+    Used by the CLI for HTTP sources. Not for in-process providers: they read the agent's state and
+    must stay on the agent's loop (exporter.embed passes its source directly)."""
+
+    def __init__(self, source: BusinessSource, name: str = "agentmon-business"):
+        self.source = source
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    async def collect(self, timeout: float) -> list[Metric]:
+        fut = asyncio.run_coroutine_threadsafe(self.source.collect(timeout), self._loop)
+        return await asyncio.wrap_future(fut)
+
+    async def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.source.close(), self._loop))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
 
 def scrape_budget(header: str | None, cap: float) -> float:

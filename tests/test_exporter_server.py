@@ -11,6 +11,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import aiohttp
@@ -316,3 +317,33 @@ def test_web_config_errors_name_the_key(tmp_path):
     web.write_text("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: SSL3\n")
     with pytest.raises(ConfigError, match="tls_server_config.min_version"):
         load_web_config(web)
+
+
+class BlockingSource(FakeSource):
+    """A source whose collect() does synchronous CPU-like work (as mapping a huge document does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads: list[int] = []
+
+    async def collect(self, timeout: float):
+        self.threads.append(threading.get_ident())
+        time.sleep(0.5)  # blocks whichever loop runs it
+        return await super().collect(timeout)
+
+
+async def test_threaded_source_keeps_the_server_loop_free(make_server):
+    from exporter.scrape import ThreadedSource
+
+    inner = BlockingSource()
+    source = ThreadedSource(inner)
+    server = await make_server(source, collectors=("loadavg",))
+    scrape = asyncio.ensure_future(get(server))
+    await asyncio.sleep(0.1)  # the scrape is now inside the blocking collect
+    status, _, _ = await get(server, "/-/healthy")
+    assert status == 200 and not scrape.done()  # answered while the source was still busy
+    status, _, body = await scrape
+    assert status == 200 and b'agentmon_exchange_connected{exchange="ex0"}' in body
+    assert inner.threads and inner.threads[0] != threading.get_ident()
+    await server.stop()
+    assert inner.closed
