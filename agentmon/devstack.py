@@ -38,12 +38,22 @@ class Profile:
     evaluation_interval: str
     group_wait: str
     group_interval: str
-    alert_for: str | None  # override every alert's ``for:`` (None keeps the shipped values)
+    alert_for: str | None  # override ``for:`` (None keeps the shipped values)
+    # alerts whose ``for:`` is overridden (None: all). Rate-based alerts keep their shipped ``for:``
+    # in the demo: a 5m rate window is not full during the first minutes and would fire falsely.
+    alerts: frozenset[str] | None
+    resend_delay: str  # Prometheus re-sends firing alerts this often (its first send may predate AM discovery)
 
+
+# Alerts a newcomer triggers by hand from the demo agent's fault switches.
+WALKTHROUGH_ALERTS = frozenset({
+    "AgentMonExchangeDisconnected", "AgentMonAllExchangesDisconnected", "AgentMonAgentStatsDown",
+    "AgentMonExporterDown", "AgentMonReceiverDown", "AgentMonExchangeFeedStale",
+})
 
 PROFILES = {
-    "demo": Profile("5s", "5s", "5s", "30s", "30s"),
-    "fast": Profile("1s", "1s", "1s", "2s", "1s"),
+    "demo": Profile("5s", "5s", "5s", "30s", "30s", WALKTHROUGH_ALERTS, "15s"),
+    "fast": Profile("1s", "1s", "1s", "2s", "1s", None, "2s"),
 }
 
 
@@ -138,7 +148,7 @@ class Stack:
             for f in (REPO / "rules").glob("agentmon.*.yml"):
                 shutil.copy(f, out / f.name)
             return
-        write_rules(out, for_override=self.profile.alert_for)
+        write_rules(out, for_override=self.profile.alert_for, only=self.profile.alerts)
 
     def _prometheus_config(self) -> dict:
         scrape = [
@@ -184,6 +194,7 @@ class Stack:
             self._start("prometheus", ["prometheus", f"--config.file={self.run_dir / 'prometheus.yml'}",
                                        f"--storage.tsdb.path={self.run_dir / 'prometheus-data'}",
                                        f"--web.listen-address={HOST}:{self.ports.prometheus}",
+                                       f"--rules.alert.resend-delay={self.profile.resend_delay}",
                                        f"--web.external-url={self.url('prometheus')}"],
                         self.url("prometheus") + "/-/ready", logs)
         except BaseException:
@@ -235,11 +246,14 @@ def load_rules_generator():
     return mod
 
 
-def write_rules(out: Path, *, for_override: str) -> None:
-    """Generate the shipped rules with every alert's ``for:`` replaced (fast end-to-end runs)."""
+def write_rules(out: Path, *, for_override: str, only: frozenset[str] | None = None) -> None:
+    """Generate the shipped rules with the ``for:`` of ``only`` (default: every alert) replaced."""
     gen = load_rules_generator()
     config = gen.load_config()
-    alerts = {name: dataclasses.replace(t, for_=for_override) for name, t in config.alerts.items()}
+    alerts = {
+        name: dataclasses.replace(t, for_=for_override) if only is None or name in only else t
+        for name, t in config.alerts.items()
+    }
     for name, content in gen.render(dataclasses.replace(config, alerts=alerts)).items():
         (out / name).write_text(content)
 
