@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum concurrent scrape requests; more get 503; 0 = no limit (default: 40)")
     p.add_argument("--metrics.namespace", dest="namespace", default="agentmon", metavar="NS",
                    help="prefix of every metric name (default: agentmon)")
-    g = p.add_argument_group("collectors", "enable/disable system collectors (node_exporter style)")
+    g = p.add_argument_group(
+        "collectors", "enable with --collector.<name>, disable with --no-collector.<name> (node_exporter style)"
+    )
     g.add_argument("--collector.disable-defaults", dest="disable_defaults", action="store_true",
                    help="disable every collector not explicitly enabled with --collector.<name>")
     for name, spec in AVAILABLE.items():
