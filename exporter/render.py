@@ -62,14 +62,20 @@ def _doc(doc: str) -> str:
     return doc
 
 
-def _sample_lines(samples: Iterable, out: list[str], escaped: dict[str, str]) -> None:
+def _sample_lines(samples: Iterable, out: list[str], escaped: dict[str, str], divert: frozenset | None = None,
+                  diverted: list | None = None) -> None:
     """One line per sample. Hot loop (~1 µs per series): label orders and escaped label values are
-    cached because they repeat across samples."""
+    cached because they repeat across samples. Samples named in ``divert`` (OpenMetrics-only
+    ``_created``/``_gsum``/``_gcount``) are set aside into ``diverted`` instead."""
     append = out.append
     last_keys: Any = None
     order: tuple[tuple[str, str], ...] = ()
     for s in samples:
-        name = _name(s.name)
+        sname = s.name
+        if divert is not None and sname in divert:
+            diverted.append(s)  # type: ignore[union-attr]
+            continue
+        name = _name(sname)
         v = s.value
         if v.__class__ is not float:
             v = float(v)
@@ -96,6 +102,11 @@ def _sample_lines(samples: Iterable, out: list[str], escaped: dict[str, str]) ->
             append(f"{name} {val} {int(float(s.timestamp) * 1000):d}\n")
 
 
+@functools.lru_cache(maxsize=4096)
+def _om_names(base: str) -> frozenset:
+    return frozenset(base + suffix for suffix in _OM_SUFFIXES)
+
+
 def render_text(families: Iterable[Metric]) -> bytes:
     """Text format 0.0.4, identical to ``prometheus_client.generate_latest`` for the same families."""
     out: list[str] = []
@@ -110,25 +121,20 @@ def render_text(families: Iterable[Metric]) -> bytes:
         doc = _doc(metric.documentation)
         name = _name(mname)
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
-        samples = metric.samples
+        if metric.type not in _MAY_HAVE_OM_SAMPLES:
+            _sample_lines(metric.samples, out, escaped)
+            continue
         base = metric.name
-        om_samples: dict[str, list] = {}
-        if metric.type in _MAY_HAVE_OM_SAMPLES and any(
-            s.name.startswith(base) and s.name[len(base):] in _OM_SUFFIXES for s in samples
-        ):
-            plain = []
-            for s in samples:
-                suffix = s.name[len(base):] if s.name.startswith(base) else ""
-                if suffix in _OM_SUFFIXES:
-                    om_samples.setdefault(suffix, []).append(s)
-                else:
-                    plain.append(s)
-            samples = plain
-        _sample_lines(samples, out, escaped)
-        for suffix, extra in sorted(om_samples.items()):
-            n = _name(base + suffix)
-            out.append(f"# HELP {n} {doc}\n# TYPE {n} gauge\n")
-            _sample_lines(extra, out, escaped)
+        diverted: list = []
+        _sample_lines(metric.samples, out, escaped, _om_names(base), diverted)
+        if diverted:
+            groups: dict[str, list] = {}
+            for s in diverted:
+                groups.setdefault(s.name[len(base):], []).append(s)
+            for suffix, extra in sorted(groups.items()):
+                n = _name(base + suffix)
+                out.append(f"# HELP {n} {doc}\n# TYPE {n} gauge\n")
+                _sample_lines(extra, out, escaped)
     return "".join(out).encode("utf-8")
 
 

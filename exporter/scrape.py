@@ -1,9 +1,10 @@
 """One scrape: run every enabled collector in isolation, await the business source, render — shared.
 
 * Every scrape builds fresh families (no long-lived metric objects).
-* Collectors that may block (statvfs on a dead mount) run in a worker thread with the scrape's
-  deadline; one still stuck from an earlier scrape is reported as failed instead of starting a
-  second thread. The /proc readers run inline (~0.4 ms together): a thread hop costs more.
+* Collectors that may block (filesystem while network mounts exist: statvfs on a dead server)
+  run in a worker thread with the scrape's deadline; one still stuck from an earlier scrape is
+  reported as failed instead of starting a second thread. The /proc readers (and filesystem on
+  local disks) run inline (~0.5 ms together): a thread hop costs more than that.
 * The business source is awaited concurrently with the scrape budget.
 * Concurrent scrapes of the same format share one collection in flight (single-flight).
 * Renders above ``render_thread_threshold`` series run in the worker thread, so the event loop is
@@ -19,14 +20,14 @@ import platform
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors import AVAILABLE, SystemCollector, build_collectors
+from exporter.collectors import SystemCollector, build_collectors
 from exporter.collectors.timing import CollectorResult, run_timed, scrape_families
 from exporter.config import ExporterConfig, ExporterSettings
 from exporter.render import (
@@ -170,25 +171,33 @@ class Scraper:
         finally:
             self._system_busy = False
 
-    async def _collect_sync(self, items: Sequence[tuple[str, Any]], budget: float) -> list[CollectorResult]:
+    def _start_sync(self, items: Sequence[tuple[str, Any]]) -> tuple[Future | None, list[CollectorResult]]:
+        """Submit the thread-bound collectors; returns (future or None, the list they append to)."""
         if not items:
-            return []
+            return None, []
         if self._system_busy:
-            log.warning("system collectors still running from an earlier scrape; skipped")
-            return [CollectorResult(name, error="still running") for name, _ in items]
+            log.warning("collectors still running from an earlier scrape; skipped")
+            return None, [CollectorResult(name, error="still running") for name, _ in items]
         results: list[CollectorResult] = []
         self._system_busy = True
+        return self._executor.submit(self._run_sync, items, results), results
+
+    async def _finish_sync(
+        self, items: Sequence[tuple[str, Any]], fut: Future | None, results: list[CollectorResult], deadline: float
+    ) -> list[CollectorResult]:
+        """Results of the thread-bound collectors; the ones not done by ``deadline`` count as failed."""
+        if fut is None or fut.done():
+            return list(results)
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._run_sync, items, results)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), budget)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), max(0.0, deadline - loop.time()))
         except TimeoutError:
             done = list(results)
             names = {r.name for r in done}
             late = [name for name, _ in items if name not in names]
-            log.warning("system collectors timed out", extra={"collectors": ",".join(late), "budget": budget})
-            return done + [CollectorResult(name, duration=budget, error="timeout") for name in late]
-        return results
+            log.warning("collectors timed out", extra={"collectors": ",".join(late)})
+            return done + [CollectorResult(name, error="timeout") for name in late]
+        return list(results)
 
     async def _collect_business(self, source: BusinessSource, budget: float) -> CollectorResult:
         t0 = time.perf_counter()
@@ -235,15 +244,16 @@ class Scraper:
         inline: list[tuple[str, Any]] = []
         threaded: list[tuple[str, Any]] = []
         for c in state.collectors:
-            (threaded if AVAILABLE[c.name].may_block else inline).append((c.name, c.collect))
+            (threaded if getattr(c, "may_block", False) else inline).append((c.name, c.collect))
         threaded += [(getattr(c, "name", type(c).__name__), c.collect) for c in self.extra_collectors]
-        sync_task = asyncio.ensure_future(self._collect_sync(threaded, budget)) if threaded else None
+        deadline = asyncio.get_running_loop().time() + budget
         business_task = (
             asyncio.ensure_future(self._collect_business(state.source, budget)) if state.source is not None else None
         )
+        # Inline first, then the thread: running Python in both at once only fights over the GIL.
         results = [run_timed(name, collect) for name, collect in inline]
-        if sync_task is not None:
-            results += await sync_task
+        fut, sync_results = self._start_sync(threaded)
+        results += await self._finish_sync(threaded, fut, sync_results, deadline)
         if business_task is not None:
             results.append(await business_task)
         order = {c.name: i for i, c in enumerate(state.collectors)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import os
 import shutil
 import ssl
 import subprocess
@@ -347,3 +348,63 @@ async def test_threaded_source_keeps_the_server_loop_free(make_server):
     assert inner.threads and inner.threads[0] != threading.get_ident()
     await server.stop()
     assert inner.closed
+
+
+async def test_hung_network_mount_times_out_without_piling_up_threads(monkeypatch):
+    """statvfs on a dead NFS server blocks: the filesystem collector then runs in the worker thread,
+    fails this scrape at the deadline, is skipped (not restarted) while still stuck, recovers after."""
+    import psutil
+
+    from exporter.scrape import Scraper
+
+    Part = type(psutil.disk_partitions()[0]) if psutil.disk_partitions() else None
+    assert Part is not None
+    parts = [Part("/dev/sda1", "/", "ext4", "rw"), Part("nas:/export", "/mnt/nas", "nfs4", "rw")]
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: parts)
+    release = threading.Event()
+    calls: list[str] = []
+
+    def statvfs(path):
+        calls.append(path)
+        if path == "/mnt/nas":
+            release.wait(10)
+        return os.statvfs("/")
+
+    scraper = Scraper(ExporterSettings(collectors=("filesystem", "loadavg")))
+    fs = scraper._state.collectors[0]
+    fs.statvfs = statvfs
+    try:
+        text = (await scraper.scrape(False, budget=0.3)).body.decode()
+        assert sample(text, "agentmon_scrape_collector_success", collector="filesystem") == 0
+        assert sample(text, "agentmon_scrape_collector_success", collector="loadavg") == 1
+        n = len(calls)
+        text = (await scraper.scrape(False, budget=0.3)).body.decode()
+        assert sample(text, "agentmon_scrape_collector_success", collector="filesystem") == 0
+        assert len(calls) == n  # still stuck: no second thread started
+        release.set()
+        for _ in range(50):  # the stuck thread finishes on its own
+            if not scraper._system_busy:
+                break
+            await asyncio.sleep(0.05)
+        text = (await scraper.scrape(False, budget=5)).body.decode()
+        assert sample(text, "agentmon_scrape_collector_success", collector="filesystem") == 1
+        assert 'mountpoint="/mnt/nas"' in text
+    finally:
+        release.set()
+        scraper.close()
+
+
+def test_filesystem_runs_inline_without_network_mounts(monkeypatch):
+    import psutil
+
+    from exporter.collectors.filesystem import FilesystemCollector
+
+    Part = type(psutil.disk_partitions()[0])
+    fs = FilesystemCollector("agentmon", statvfs=lambda p: os.statvfs("/"))
+    assert fs.may_block  # unknown mount table: be careful on the first scrape
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: [Part("/dev/sda1", "/", "ext4", "rw")])
+    list(fs.collect())
+    assert not fs.may_block
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: [Part("srv:/x", "/x", "nfs", "rw")])
+    list(fs.collect())
+    assert fs.may_block
