@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -247,6 +248,8 @@ def run_server_in_thread(make_source) -> tuple[int, LoopLag, asyncio.AbstractEve
             settings = ExporterSettings(listen_address="127.0.0.1:0", collectors=OUR_COLLECTORS)
             server = ExporterServer(settings, make_source())
             await server.start()
+            gc.collect()  # as the CLI does after startup
+            gc.freeze()
             lag = LoopLag()
             lag.start()
             state.update(server=server, lag=lag, stop=asyncio.Event())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import signal
@@ -153,6 +154,11 @@ async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
         log.error("cannot listen", extra={"address": settings.listen_address, "err": str(exc)})
         await server.stop()
         return 1
+    # Move everything allocated at startup (modules, config) out of the collector's reach: a full
+    # (gen 2) collection then no longer walks ~45k startup objects, which paused the event loop for
+    # 13-19 ms per 10k-series scrape.
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task] = set()
