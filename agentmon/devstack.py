@@ -96,7 +96,12 @@ class Stack:
         for sub in ("prometheus-data", "alertmanager-data", "receiver-data", "rules", "logs"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         (d / "receiver-token").write_text(RECEIVER_TOKEN + "\n")
-        (d / "exporter.yml").write_text(yaml.safe_dump({"agent": {"url": f"{self.url('agent')}/stats"}}))
+        exporter = {
+            "agent": {"url": f"{self.url('agent')}/stats"},
+            # the demo agent plays the agent's own process for the process collector
+            "collectors": {"process": {"cmdline": r"-m exporter\.demo_agent "}},
+        }
+        (d / "exporter.yml").write_text(yaml.safe_dump(exporter))
         (d / "receiver.yml").write_text(yaml.safe_dump(self._receiver_config(), sort_keys=False))
         self._write_rules(d / "rules")
         (d / "prometheus.yml").write_text(yaml.safe_dump(self._prometheus_config(), sort_keys=False))
