@@ -107,8 +107,10 @@ def _om_names(base: str) -> frozenset:
     return frozenset(base + suffix for suffix in _OM_SUFFIXES)
 
 
-def render_text(families: Iterable[Metric]) -> bytes:
-    """Text format 0.0.4, identical to ``prometheus_client.generate_latest`` for the same families."""
+def render_text(families: Iterable[Metric], *, drop_created: bool = True) -> bytes:
+    """Text format 0.0.4, identical to ``prometheus_client.generate_latest`` for the same families
+    except that ``_created`` series (which a live prometheus_client Counter of an embedder would
+    add) are dropped unless ``drop_created=False``: they double the series count for no use."""
     out: list[str] = []
     escaped: dict[str, str] = {}
     for metric in families:
@@ -130,7 +132,9 @@ def render_text(families: Iterable[Metric]) -> bytes:
         if diverted:
             groups: dict[str, list] = {}
             for s in diverted:
-                groups.setdefault(s.name[len(base):], []).append(s)
+                suffix = s.name[len(base):]
+                if suffix != "_created" or not drop_created:
+                    groups.setdefault(suffix, []).append(s)
             for suffix, extra in sorted(groups.items()):
                 n = _name(base + suffix)
                 out.append(f"# HELP {n} {doc}\n# TYPE {n} gauge\n")
@@ -148,8 +152,19 @@ class _Families:
         return self._families
 
 
+def _without_created(families: Sequence[Metric]) -> list[Metric]:
+    out = []
+    for f in families:
+        if f.type in _MAY_HAVE_OM_SAMPLES and any(s.name == f.name + "_created" for s in f.samples):
+            g = Metric(f.name, f.documentation, f.type, f.unit)
+            g.samples = [s for s in f.samples if s.name != f.name + "_created"]
+            f = g
+        out.append(f)
+    return out
+
+
 def render_openmetrics(families: Sequence[Metric]) -> bytes:
-    return om.generate_latest(_Families(families))  # type: ignore[arg-type]
+    return om.generate_latest(_Families(_without_created(families)))  # type: ignore[arg-type]
 
 
 def series_count(families: Iterable[Metric]) -> int:

@@ -62,7 +62,14 @@ def sample_families():
 
 def test_render_text_equals_generate_latest():
     fams = sample_families()
-    assert render_text(fams) == reference(fams)
+    assert render_text(fams, drop_created=False) == reference(fams)
+
+
+def test_created_series_are_dropped_by_default():
+    fams = sample_families()
+    expected = b"".join(line + b"\n" for line in reference(fams).splitlines() if b"agentmon_things_created" not in line)
+    assert render_text(fams) == expected
+    assert b"_created" not in render_openmetrics(fams)
 
 
 def test_render_text_equals_generate_latest_on_business_sized_output():

@@ -408,3 +408,33 @@ def test_filesystem_runs_inline_without_network_mounts(monkeypatch):
     monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: [Part("srv:/x", "/x", "nfs", "rw")])
     list(fs.collect())
     assert fs.may_block
+
+
+async def test_custom_telemetry_path_and_extra_collectors(make_server):
+    """An embedder's own per-app CollectorRegistry (never the global one) rides along as a collector."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry(auto_describe=False)
+    ticks = Counter("agent_ticks", "Loop ticks of the embedding agent.", registry=registry)
+    ticks.inc(3)
+
+    class Broken:
+        name = "broken_extra"
+
+        def collect(self):
+            raise RuntimeError("no")
+
+    settings = ExporterSettings(listen_address="127.0.0.1:0", collectors=("loadavg",), telemetry_path="/custom")
+    server = ExporterServer(settings, None, extra_collectors=[registry, Broken()])
+    await server.start()
+    try:
+        status, _, body = await get(server, "/custom")
+        text = body.decode()
+        assert status == 200 and sample(text, "agent_ticks_total") == 3
+        assert "agent_ticks_created" not in text  # no _created series, even from live Counters
+        assert sample(text, "agentmon_scrape_collector_success", collector="CollectorRegistry") == 1
+        assert sample(text, "agentmon_scrape_collector_success", collector="broken_extra") == 0
+        assert (await get(server, "/metrics"))[0] == 404
+        assert b'href="/custom"' in (await get(server, "/"))[2]
+    finally:
+        await server.stop()
