@@ -200,12 +200,18 @@ class Scraper:
         return list(results)
 
     async def _collect_business(self, source: BusinessSource, budget: float) -> CollectorResult:
+        """The source enforces ``budget`` itself; this is the backstop for one that does not (or
+        raises): it then reports ``<ns>_agent_up 0`` itself, so alerts on agent_up still see a 0
+        rather than a missing series."""
         t0 = time.perf_counter()
         try:
-            families = list(await asyncio.wait_for(source.collect(budget), budget + 1.0))
-        except Exception as exc:  # the source promises not to raise; contain it anyway
-            log.warning("business source failed", extra={"err": f"{type(exc).__name__}: {exc}"})
-            return CollectorResult("agent", [], time.perf_counter() - t0, False, str(exc))
+            families = list(await asyncio.wait_for(source.collect(budget), budget + 0.05))
+        except Exception as exc:  # TimeoutError included; the source promises never to raise
+            reason = "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            log.warning("business source failed", extra={"err": reason})
+            up = GaugeMetricFamily(f"{self.ns}_agent_up", "1 if the agent's stats source answered and parsed in this scrape.",
+                                   value=0.0)
+            return CollectorResult("agent", [up], time.perf_counter() - t0, False, reason)
         up_name = f"{self.ns}_agent_up"
         success = True
         for fam in families:

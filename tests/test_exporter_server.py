@@ -438,3 +438,22 @@ async def test_custom_telemetry_path_and_extra_collectors(make_server):
         assert b'href="/custom"' in (await get(server, "/"))[2]
     finally:
         await server.stop()
+
+
+async def test_source_ignoring_its_budget_still_yields_agent_up_zero(make_server):
+    class Stuck(FakeSource):
+        async def collect(self, timeout):
+            await asyncio.sleep(30)  # ignores the budget it was given
+
+    class Raising(FakeSource):
+        async def collect(self, timeout):
+            raise RuntimeError("bug")
+
+    for source in (Stuck(), Raising()):
+        server = await make_server(source, collectors=("loadavg",))
+        status, _, body = await get(server, headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.5"})
+        text = body.decode()
+        assert status == 200
+        assert sample(text, "agentmon_agent_up") == 0
+        assert sample(text, "agentmon_scrape_collector_success", collector="agent") == 0
+        assert sample(text, "agentmon_load1") >= 0
