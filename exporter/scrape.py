@@ -189,6 +189,7 @@ class Scraper:
         if fut is None or fut.done():
             return list(results)
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), max(0.0, deadline - loop.time()))
         except TimeoutError:
@@ -196,7 +197,8 @@ class Scraper:
             names = {r.name for r in done}
             late = [name for name, _ in items if name not in names]
             log.warning("collectors timed out", extra={"collectors": ",".join(late)})
-            return done + [CollectorResult(name, error="timeout") for name in late]
+            waited = time.perf_counter() - started
+            return done + [CollectorResult(name, duration=waited, error="timeout") for name in late]
         return list(results)
 
     async def _collect_business(self, source: BusinessSource, budget: float) -> CollectorResult:
