@@ -197,21 +197,59 @@ class BasicAuth:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class WebGuard:
+    """The live web settings behind an aiohttp server: basic auth, response headers and the SSL
+    context. ``update()`` applies a re-read web config on reload (SIGHUP): users and headers are
+    swapped, and certificates are loaded into the running SSL context so new connections get them
+    (certificate rotation without a restart). Turning TLS on or off needs a restart."""
+
+    def __init__(self, config: WebConfig, realm: str = "agentmon"):
+        self.config = config
+        self.realm = realm
+        self.auth = BasicAuth(config.users) if config.users else None
+        self.headers = dict(config.headers)
+        self.ssl_context = config.ssl_context()
+
+    def check_update(self, new: WebConfig) -> None:
+        """Raise ValueError when ``new`` cannot be applied to the running server."""
+        if (new.tls is None) != (self.config.tls is None):
+            raise ValueError(f"{new.source}: turning TLS on or off needs a restart")
+
+    def update(self, new: WebConfig) -> None:
+        self.check_update(new)
+        if new.tls is not None and self.ssl_context is not None:
+            t = new.tls
+            self.ssl_context.load_cert_chain(str(t.cert_file), str(t.key_file))
+            self.ssl_context.minimum_version = _TLS_VERSIONS[t.min_version]
+            if t.max_version:
+                self.ssl_context.maximum_version = _TLS_VERSIONS[t.max_version]
+            if t.client_ca_file:
+                self.ssl_context.load_verify_locations(cafile=str(t.client_ca_file))
+            self.ssl_context.verify_mode = _CLIENT_AUTH[t.client_auth_type]
+        self.auth = BasicAuth(new.users) if new.users else None
+        self.headers = dict(new.headers)
+        self.config = new
+
+    def middleware(self) -> Callable:
+        """aiohttp middleware: basic auth (when users are configured) and the configured headers."""
+        guard = self
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            auth = guard.auth
+            if auth is not None and not await auth.check(request.headers.get("Authorization")):
+                resp: web.StreamResponse = web.Response(
+                    status=401, text="Unauthorized\n", headers={"WWW-Authenticate": f'Basic realm="{guard.realm}"'}
+                )
+            else:
+                resp = await handler(request)
+            for k, v in guard.headers.items():
+                resp.headers.setdefault(k, v)
+            return resp
+
+        return middleware
+
+
 def web_middleware(config: WebConfig, realm: str = "agentmon") -> Callable:
-    """aiohttp middleware: basic auth (when users are configured) and the configured response headers."""
-    auth = BasicAuth(config.users) if config.users else None
-    headers = dict(config.headers)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if auth is not None and not await auth.check(request.headers.get("Authorization")):
-            resp: web.StreamResponse = web.Response(
-                status=401, text="Unauthorized\n", headers={"WWW-Authenticate": f'Basic realm="{realm}"'}
-            )
-        else:
-            resp = await handler(request)
-        for k, v in headers.items():
-            resp.headers.setdefault(k, v)
-        return resp
-
-    return middleware
+    """aiohttp middleware for a fixed web config (see WebGuard for one that can be reloaded)."""
+    return WebGuard(config, realm).middleware()

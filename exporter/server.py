@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from agentmon.cliflags import split_host_port
-from agentmon.webconfig import WebConfig, load_web_config, web_middleware
+from agentmon.webconfig import WebConfig, WebGuard, load_web_config
 from exporter.config import ExporterSettings, load_exporter_config
 from exporter.render import wants_openmetrics
 from exporter.scrape import BusinessSource, PromCollector, Scraper, scrape_budget
@@ -62,7 +62,7 @@ class ExporterServer:
         self.settings = settings
         self.scraper = Scraper(settings, source, extra_collectors)
         self.source_factory = source_factory
-        self.web_config = web_config if web_config is not None else load_web_config(settings.web_config_file)
+        self.web = WebGuard(web_config if web_config is not None else load_web_config(settings.web_config_file))
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._inflight = 0
@@ -73,7 +73,7 @@ class ExporterServer:
 
     # -- app -----------------------------------------------------------------------------------
     def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[web_middleware(self.web_config)])
+        app = web.Application(middlewares=[self.web.middleware()])
         path = self.settings.telemetry_path
         app.router.add_get("/", self.handle_landing)
         app.router.add_get(path, self.handle_metrics)
@@ -129,7 +129,8 @@ class ExporterServer:
 
     # -- reload --------------------------------------------------------------------------------
     async def reload(self) -> tuple[bool, str]:
-        """Load the config file again; on any problem keep the running config and report why."""
+        """Load the config file (and the web config file) again; on any problem keep the running
+        configuration and report why."""
         async with self._reload_lock:
             filename = self.settings.config_file
             config_errors: tuple[type[Exception], ...] = ()
@@ -137,8 +138,16 @@ class ExporterServer:
                 from agentmon.configload import ConfigError
 
                 config_errors = (ConfigError,)
+            web_file = self.settings.web_config_file
+            if web_file:
+                from agentmon.configload import ConfigError
+
+                config_errors = (ConfigError,)
             try:
                 config = await asyncio.to_thread(load_exporter_config, filename)
+                web_config = await asyncio.to_thread(load_web_config, web_file) if web_file else None
+                if web_config is not None:
+                    self.web.check_update(web_config)
                 source = self.scraper.source
                 if self.source_factory is not None:
                     source = self.source_factory(config.agent)
@@ -151,6 +160,8 @@ class ExporterServer:
                 log.error("config reload failed; keeping the previous config",
                           extra={"err": f"{type(exc).__name__}: {exc}"})
                 return False, f"reload failed, previous config kept: {type(exc).__name__}: {exc}"
+            if web_config is not None:
+                self.web.update(web_config)
             old = self.scraper.swap(config, source)
             self.settings.config = config
             if old is not None and old is not source:
@@ -169,7 +180,7 @@ class ExporterServer:
         host, port = split_host_port(self.settings.listen_address)
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context(), backlog=128)
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.web.ssl_context, backlog=128)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self._port = sockets[0].getsockname()[1] if sockets else port
@@ -179,10 +190,10 @@ class ExporterServer:
 
             self._pusher = Pusher(self.scraper, self.settings.push)
             self._pusher.start()
-        scheme = "https" if self.web_config.tls else "http"
+        scheme = "https" if self.web.ssl_context is not None else "http"
         log.info("listening", extra={"address": f"{scheme}://{host}:{self._port}{self.settings.telemetry_path}",
                                      "collectors": ",".join(self.settings.collectors),
-                                     "auth": bool(self.web_config.users)})
+                                     "auth": self.web.auth is not None})
 
     async def stop(self) -> None:
         self._ready = False

@@ -457,3 +457,43 @@ async def test_source_ignoring_its_budget_still_yields_agent_up_zero(make_server
         assert sample(text, "agentmon_agent_up") == 0
         assert sample(text, "agentmon_scrape_collector_success", collector="agent") == 0
         assert sample(text, "agentmon_load1") >= 0
+
+
+@needs_openssl
+async def test_reload_rotates_certificate_and_users(make_server, tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    cert1, key1 = self_signed(first)
+    cert2, key2 = self_signed(second)
+    web = tmp_path / "web.yml"
+
+    def write(cert, key, password: bytes):
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(rounds=4)).decode()
+        web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                       f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+
+    write(cert1, key1, b"old")
+    server = await make_server(None, collectors=("loadavg",), web_config_file=str(web))
+    url = f"https://127.0.0.1:{server.port}/metrics"
+
+    async def status(cafile, password):
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        async with aiohttp.ClientSession() as session, session.get(
+            url, ssl=ctx, headers=basic("prometheus", password)
+        ) as resp:
+            return resp.status
+
+    assert await status(cert1, "old") == 200
+    write(cert2, key2, b"new")
+    ok, msg = await server.reload()
+    assert ok, msg
+    assert await status(cert2, "new") == 200
+    assert await status(cert2, "old") == 401
+    with pytest.raises(aiohttp.ClientConnectorError):  # the old certificate is no longer served
+        await status(cert1, "new")
+
+    web.write_text("basic_auth_users:\n  prometheus: '$2b$04$invalid'\n")
+    ok, msg = await server.reload()
+    assert not ok and "basic_auth_users.prometheus" in msg
+    assert await status(cert2, "new") == 200  # previous web config kept
