@@ -188,3 +188,11 @@ def test_shipped_web_config_example_works(tmp_path):
     bad = "Basic " + base64.b64encode(b"prometheus:nope").decode()
     assert asyncio.run(auth.check(good)) is True
     assert asyncio.run(auth.check(bad)) is False
+
+
+def test_golden_collector_outputs_pass_promtool():
+    promtool = need("promtool")
+    text = "".join(p.read_text() for p in sorted((ROOT / "tests" / "fixtures" / "procfs" / "expected").glob("*.prom")))
+    assert text.count("# TYPE") >= 30
+    res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "" and res.stderr.strip() == "", res.stdout + res.stderr
