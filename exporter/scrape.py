@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import SystemCollector, build_collectors
-from exporter.collectors.timing import CollectorResult, run_timed, scrape_families
+from exporter.collectors.timing import CollectorResult, FailureLog, run_timed, scrape_families
 from exporter.config import ExporterConfig, ExporterSettings
 from exporter.render import (
     OPENMETRICS_CONTENT_TYPE,
@@ -134,6 +134,7 @@ class Scraper:
         self._flights: dict[bool, asyncio.Future[Exposition]] = {}
         self._system_busy = False
         self.collections = 0  # collections actually run (tests check single-flight with it)
+        self._failures = FailureLog()
         self.last_reload_ok = True
         self.last_reload_success = time.time()
 
@@ -264,6 +265,7 @@ class Scraper:
         results += await self._finish_sync(threaded, fut, sync_results, deadline)
         if business_task is not None:
             results.append(await business_task)
+        self._failures.note(results)
         order = {c.name: i for i, c in enumerate(state.collectors)}
         results.sort(key=lambda r: order.get(r.name, len(order)))
         families: list[Metric] = []

@@ -257,3 +257,23 @@ def test_real_system_collectors_run_quickly_enough_to_be_useful():
         assert fams, c.name
         assert all(f.name.startswith("agentmon_") for f in fams)
         assert time.perf_counter() - t0 < 5
+
+
+def test_failure_log_warns_once_per_outage(caplog):
+    import logging
+
+    from exporter.collectors.timing import CollectorResult, FailureLog
+
+    flog = FailureLog()
+    with caplog.at_level(logging.INFO, logger="exporter.collectors"):
+        for _ in range(3):
+            flog.note([CollectorResult("diskstats", error="OSError: gone")])
+        flog.note([CollectorResult("diskstats", error="OSError: other")])
+        flog.note([CollectorResult("diskstats", success=True)])
+        flog.note([CollectorResult("diskstats", success=True)])
+    messages = [(r.levelname, r.getMessage(), getattr(r, "err", None)) for r in caplog.records]
+    assert messages == [
+        ("WARNING", "collector failed", "OSError: gone"),
+        ("WARNING", "collector failed", "OSError: other"),
+        ("INFO", "collector recovered", None),
+    ]

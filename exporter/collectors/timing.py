@@ -31,9 +31,30 @@ def run_timed(name: str, collect: Callable[[], Iterable[Metric]]) -> CollectorRe
         families = list(collect())
     except Exception as exc:  # any collector bug or OS error is contained here
         duration = time.perf_counter() - t0
-        log.warning("collector failed", extra={"collector": name, "err": f"{type(exc).__name__}: {exc}"})
+        log.debug("collector failed", extra={"collector": name, "err": f"{type(exc).__name__}: {exc}"})
         return CollectorResult(name, [], duration, False, f"{type(exc).__name__}: {exc}")
     return CollectorResult(name, families, time.perf_counter() - t0, True)
+
+
+class FailureLog:
+    """Logs a collector's failure once when it starts (or its reason changes) and once when it
+    recovers, instead of a warning on every scrape of a persistently failing collector."""
+
+    def __init__(self) -> None:
+        self._failing: dict[str, str] = {}
+
+    def note(self, results: Sequence[CollectorResult]) -> None:
+        for r in results:
+            previous = self._failing.get(r.name)
+            if r.success:
+                if previous is not None:
+                    del self._failing[r.name]
+                    log.info("collector recovered", extra={"collector": r.name})
+            else:
+                reason = r.error or "reported failure"
+                if previous != reason:
+                    self._failing[r.name] = reason
+                    log.warning("collector failed", extra={"collector": r.name, "err": reason})
 
 
 def scrape_families(namespace: str, results: Sequence[CollectorResult]) -> list[Metric]:
