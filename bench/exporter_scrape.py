@@ -200,7 +200,10 @@ def side_by_side(scrapes: int, rounds: int) -> dict:
         print(f"  CPU per series (prom-like): ours {cpu_per_series[ours.name]:.1f} us, "
               f"node {cpu_per_series[node.name]:.1f} us")
         print(f"  RSS: ours {a['rss_mib']:.1f} MiB ({'ok' if a['rss_mib'] <= 40 else 'OVER'} vs 40), "
-              f"node {b['rss_mib']:.1f} MiB")
+              f"node {b['rss_mib']:.1f} MiB; with an agent: section {out[business.name]['rss_mib']:.1f} MiB")
+        verdict = all(out[f"ratio_{m}"]["median"] <= 0.8 and out[f"ratio_{m}"]["cpu"] <= 0.8
+                      for m in ("plain", "prom-like")) and a["rss_mib"] <= 40
+        print(f"  targets (median and CPU <= 0.8x in both modes, RSS <= 40 MiB): {'MET' if verdict else 'MISSED'}")
         return out
     finally:
         for t in targets:
@@ -303,10 +306,12 @@ def big_business(scrapes: int, mode: str) -> dict:
         res = {"series": series, "bytes": size, "median_ms": 1000 * statistics.median(times),
                "p99_ms": 1000 * percentile(times, 0.99), "max_ms": 1000 * max(times),
                "process_cpu_ms": 1000 * cpu, "max_loop_lag_ms": 1000 * max_lag}
+        res["targets_met"] = res["median_ms"] <= 60 and res["max_loop_lag_ms"] <= 50
         print(f"  {mode:8}: {series} series, {size / 1e6:.2f} MB text; median {res['median_ms']:.1f} ms "
               f"(target <= 60), p99 {res['p99_ms']:.1f} ms, whole-process CPU {res['process_cpu_ms']:.1f} ms/scrape "
               f"(incl. client{' and agent simulation' if mode == 'provider' else ''}); "
-              f"max loop lag {res['max_loop_lag_ms']:.1f} ms (target <= 50)")
+              f"max loop lag {res['max_loop_lag_ms']:.1f} ms (target <= 50): "
+              f"{'MET' if res['targets_met'] else 'MISSED'}")
         return res
     finally:
         for p in procs:
