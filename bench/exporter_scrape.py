@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scrapes", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--big-scrapes", type=int, default=30)
-    args = ap.parse_args(argv or [])
+    args, _ = ap.parse_known_args(argv or [])  # `python -m bench` passes every flag to every module
     sys.path.insert(0, str(ROOT))
     results: dict = {"side_by_side": side_by_side(args.scrapes, args.rounds)}
     print("\n10k-series business document (prom-like headers, gzip), server loop lag measured by a 5 ms ticker:")
