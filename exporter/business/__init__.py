@@ -74,7 +74,7 @@ def build_source(
         fetcher = ProviderStatsFetcher(provider)
     elif settings.url:
         fetcher = HttpStatsFetcher(
-            settings.url, settings.headers, max_body_bytes=settings.max_body_bytes, tls_verify=settings.tls_verify
+            settings.url, settings.headers, max_body_bytes=settings.max_body_bytes, ca_file=settings.ca_file
         )
     else:
         if agent_cfg:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -33,11 +34,11 @@ class HttpStatsFetcher:
     """GET the agent's /stats with one kept-alive ClientSession (created on first use, in the
     running loop)."""
 
-    def __init__(self, url: str, headers: Mapping[str, str] | None = None, *, max_body_bytes: int, tls_verify: bool = True):
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, *, max_body_bytes: int, ca_file: str | None = None):
         self.url = url
         self._headers = {"Accept": "application/json", **(headers or {})}
         self._max_body = max_body_bytes
-        self._tls_verify = tls_verify
+        self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -47,7 +48,7 @@ class HttpStatsFetcher:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=4, ssl=None if self._tls_verify else False),
+                connector=aiohttp.TCPConnector(limit=4, ssl=self._ssl if self._ssl is not None else True),
                 headers=self._headers,
                 auto_decompress=True,
             )

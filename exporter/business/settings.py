@@ -33,7 +33,7 @@ class AgentSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     max_body_bytes: int = DEFAULT_MAX_BODY
-    tls_verify: bool = True
+    ca_file: str | None = None  # TLS is always verified; this adds a private CA
     per_symbol: PerSymbolPolicy = PerSymbolPolicy()
     mapping: tuple[MetricSpec, ...] = ()
 
@@ -115,7 +115,7 @@ def parse_agent_settings(agent_cfg: Mapping[str, Any] | None) -> AgentSettings:
         headers=dict(agent_cfg.get("headers") or {}),
         timeout=float(agent_cfg.get("timeout", DEFAULT_TIMEOUT)),
         max_body_bytes=int(agent_cfg.get("max_body_bytes", DEFAULT_MAX_BODY)),
-        tls_verify=not agent_cfg.get("tls_insecure_skip_verify", False),
+        ca_file=agent_cfg.get("ca_file"),
         per_symbol=PerSymbolPolicy(
             enabled=bool(ps.get("enabled", False)),
             max_series=int(ps.get("max_series", 200)),
