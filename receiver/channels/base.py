@@ -19,6 +19,7 @@ Adding a channel = one module here + its templates under ``receiver/templates/``
 from __future__ import annotations
 
 import abc
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -96,6 +97,8 @@ class SendContext:
     session: aiohttp.ClientSession | None
     timeout: float = 10.0
     proxy: str | None = None
+    # TLS for non-HTTP channels (SMTP); built from the target's ca_file. HTTP sessions carry their own.
+    ssl_context: ssl.SSLContext | None = None
 
 
 class Channel(abc.ABC):

@@ -10,6 +10,7 @@ import aiohttp
 from receiver.channels.base import OutboundRequest, RetryableFailure, SendContext
 
 ELLIPSIS = "…"
+MAX_ANSWER_BYTES = 256 * 1024
 
 
 def truncate_bytes(text: str, limit: int, marker: str = ELLIPSIS) -> str:
@@ -50,8 +51,10 @@ async def http_send(ctx: SendContext, request: OutboundRequest) -> HttpAnswer | 
             proxy=ctx.proxy,
             timeout=aiohttp.ClientTimeout(total=ctx.timeout),
         ) as resp:
-            text = await resp.text(errors="replace")
-            return HttpAnswer(resp.status, text[:2000], dict(resp.headers))
+            # Whole answer (bounded): some services echo the message back (Telegram), and a cut
+            # JSON body would turn a success into a parse failure. Reasons quote an excerpt.
+            raw = await resp.content.read(MAX_ANSWER_BYTES)
+            return HttpAnswer(resp.status, raw.decode("utf-8", "replace"), dict(resp.headers))
     except TimeoutError:
         return RetryableFailure(f"timeout after {ctx.timeout:g}s")
     except aiohttp.ClientError as exc:
