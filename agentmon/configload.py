@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from agentmon.redact import redact_text
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -167,6 +169,17 @@ def load_config_text(
     return data
 
 
+_SECRET_KEY = re.compile(r"(password|secret|token|credential|key|authorization|url|headers)", re.I)
+
+
+def _safe_message(err: jsonschema.ValidationError, path: tuple) -> str:
+    """jsonschema quotes the offending value; never echo it back when it may be a secret."""
+    message = err.message
+    if any(isinstance(p, str) and _SECRET_KEY.search(p) for p in path) and isinstance(err.instance, str):
+        message = message.replace(repr(err.instance), "<secret>")
+    return redact_text(message)
+
+
 def _schema_problem(err: jsonschema.ValidationError) -> Problem:
     path = tuple(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -179,5 +192,6 @@ def _schema_problem(err: jsonschema.ValidationError) -> Problem:
             return Problem(path + (extra[0],), f"unknown key {extra[0]!r}{hint}")
     if err.validator in ("oneOf", "anyOf") and err.context:
         best = jsonschema.exceptions.best_match(err.context)
-        return Problem(tuple(best.absolute_path) or path, best.message)
-    return Problem(path, err.message)
+        best_path = tuple(best.absolute_path) or path
+        return Problem(best_path, _safe_message(best, best_path))
+    return Problem(path, _safe_message(err, path))

@@ -49,3 +49,14 @@ def test_semantic_checks_run_after_schema():
 
     with pytest.raises(ConfigError, match="c.yml:1: name: must not be 'bad'"):
         load_config_text("name: bad\n", SCHEMA, filename="c.yml", checks=[check])
+
+
+def test_schema_errors_never_echo_secret_values():
+    schema = {"type": "object", "properties": {"bot_token": {"type": "string", "pattern": "^[0-9]+:"},
+                                               "url": {"type": "string", "pattern": "^https://"}}}
+    with pytest.raises(ConfigError) as e:
+        load_config_text("bot_token: hunter2\nurl: http://u:pw@h/x?access_token=abc\n", schema, filename="c.yml")
+    text = str(e.value)
+    assert "c.yml:1: bot_token:" in text and "c.yml:2: url:" in text
+    for secret in ("hunter2", "pw@", "abc"):
+        assert secret not in text
