@@ -135,8 +135,7 @@ class Stack:
         """The shipped alertmanager.yml, pointed at this stack's receiver and token file."""
         cfg = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
         route = cfg["route"]
-        if self.profile is PROFILES["fast"]:
-            _set_timings(route, self.profile)
+        _set_timings(route, self.profile)
         for rcv in cfg.get("receivers", []):
             for wh in rcv.get("webhook_configs", []) or []:
                 path = "/alerts/" + wh["url"].rstrip("/").rsplit("/", 1)[-1]
