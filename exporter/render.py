@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,6 +103,77 @@ def _sample_lines(samples: Iterable, out: list[str], escaped: dict[str, str], di
             append(f"{name} {val} {int(float(s.timestamp) * 1000):d}\n")
 
 
+class RowsFamily(Metric):
+    """A counter or gauge family kept as rows of (label values, value) under one tuple of label
+    names, instead of one ``Sample`` (and one labels dict) per series.
+
+    Why: a 10k-series business document spent ~10 ms in ``add_metric`` and ~10 ms more rendering
+    Sample objects; rows cost neither. ``render_text`` renders rows directly (same bytes as the
+    Sample path); ``samples`` builds the prometheus_client view on first use, so every other
+    consumer (OpenMetrics, push, embedders, tests) sees an ordinary family."""
+
+    def __init__(self, name: str, documentation: str, typ: str, label_names: Sequence[str],
+                 rows: list[tuple[tuple[str, ...], float]]):
+        if typ == "counter" and name.endswith("_total"):
+            name = name[:-6]  # as CounterMetricFamily: the family name has no _total, its samples do
+        super().__init__(name, documentation, typ)
+        self.label_names = tuple(label_names)
+        self.rows = rows
+        self._samples: list | None = None
+
+    @property  # type: ignore[override]
+    def samples(self) -> list:
+        if self._samples is None:
+            sname = self.name + "_total" if self.type == "counter" else self.name
+            names = self.label_names
+            self._samples = [Sample(sname, dict(zip(names, labels, strict=True)), value, None, None, None)
+                             for labels, value in self.rows]
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list) -> None:
+        self._samples = value
+
+    def __len__(self) -> int:
+        return len(self.rows) if self._samples is None else len(self._samples)
+
+
+def _row_lines(metric: RowsFamily, out: list[str], escaped: dict[str, str]) -> None:
+    """The rows of ``metric`` as text lines: labels in sorted name order, as the Sample path."""
+    sname = _name(metric.name + "_total" if metric.type == "counter" else metric.name)
+    append = out.append
+    names = metric.label_names
+    if not names:
+        for _, v in metric.rows:
+            if v.__class__ is not float:
+                v = float(v)
+            append(f"{sname} {repr(v) if -_INF < v <= 999999.0 else floatToGoString(v)}\n")
+        return
+    order = sorted(range(len(names)), key=names.__getitem__)
+    heads = [("{" if i == 0 else '",') + _label(names[j]) + '="' for i, j in enumerate(order)]
+    head0 = sname + heads[0]
+    rest = list(zip(order[1:], heads[1:], strict=True))
+    j0 = order[0]
+    get = escaped.get
+    for labels, v in metric.rows:
+        if v.__class__ is not float:
+            v = float(v)
+        lv = labels[j0]
+        e = get(lv)
+        if e is None:
+            e = escaped[lv] = _escape(lv)
+        parts = [head0, e]
+        for j, head in rest:
+            lv = labels[j]
+            e = get(lv)
+            if e is None:
+                e = escaped[lv] = _escape(lv)
+            parts.append(head)
+            parts.append(e)
+        parts.append(f'"}} {repr(v) if -_INF < v <= 999999.0 else floatToGoString(v)}\n')
+        append("".join(parts))
+
+
 @functools.lru_cache(maxsize=4096)
 def _om_names(base: str) -> frozenset:
     return frozenset(base + suffix for suffix in _OM_SUFFIXES)
@@ -123,6 +195,9 @@ def render_text(families: Iterable[Metric], *, drop_created: bool = True) -> byt
         doc = _doc(metric.documentation)
         name = _name(mname)
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
+        if metric.__class__ is RowsFamily and metric._samples is None:  # type: ignore[attr-defined]
+            _row_lines(metric, out, escaped)  # type: ignore[arg-type]
+            continue
         if metric.type not in _MAY_HAVE_OM_SAMPLES:
             _sample_lines(metric.samples, out, escaped)
             continue
@@ -168,7 +243,8 @@ def render_openmetrics(families: Sequence[Metric]) -> bytes:
 
 
 def series_count(families: Iterable[Metric]) -> int:
-    return sum(len(f.samples) for f in families)
+    """Series in ``families`` without building the Sample view of a RowsFamily."""
+    return sum(len(f) if f.__class__ is RowsFamily else len(f.samples) for f in families)
 
 
 def wants_openmetrics(accept: str | None) -> bool:

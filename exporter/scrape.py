@@ -35,6 +35,7 @@ from exporter.render import (
     TEXT_CONTENT_TYPE,
     render_openmetrics,
     render_text,
+    series_count,
 )
 
 log = logging.getLogger("exporter.scrape")
@@ -277,7 +278,7 @@ class Scraper:
 
     async def _scrape(self, openmetrics: bool, budget: float | None) -> Exposition:
         families = await self.collect(budget)
-        series = sum(len(f.samples) for f in families)
+        series = series_count(families)
         render = render_openmetrics if openmetrics else render_text
         if series > self.settings.render_thread_threshold:
             body = await asyncio.get_running_loop().run_in_executor(self._executor, render, families)

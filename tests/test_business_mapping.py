@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from exporter.business.compiled import Bail, compile_spec
 from exporter.business.mapping import Mapper, MappingConfigError, MetricSpec, PerSymbolPolicy
 from exporter.business.paths import (
     EachItem,
@@ -215,3 +216,77 @@ def test_semantic_errors_name_the_key(entry, key):
     with pytest.raises(MappingConfigError) as info:
         MetricSpec.from_config(entry)
     assert info.value.key == key
+
+
+# -- compiled fast path == generic evaluator -------------------------------------------------------
+
+FEATURE_ENTRIES = [
+    {"name": "records_total", "type": "counter", "help": "h", "path": "exchanges[*].records.*",
+     "labels": {"exchange": "exchanges[*].name", "data_type": "exchanges[*].records.*"}},
+    {"name": "requests_total", "type": "counter", "help": "h", "path": "exchanges[*].requests.total",
+     "labels": {"exchange": "exchanges[*].name"}, "scale": 0.5},
+    {"name": "state", "type": "gauge", "help": "h", "path": "exchanges[*].state",
+     "labels": {"exchange": "exchanges[*].name"}, "value_map": {"connected": 1}, "value_map_default": -1},
+    {"name": "latency_seconds", "type": "gauge", "help": "h", "path": "exchanges[*].latency_ms", "scale": 0.001,
+     "labels": {"exchange": "exchanges[*].name"}},
+    {"name": "pnl", "type": "gauge", "help": "h", "path": "exchanges[*].positions[*].pnl", "duplicates": "sum",
+     "labels": {"exchange": "exchanges[*].name", "symbol": "exchanges[*].positions[*].symbol", "hits": "cache.hits"}},
+    {"name": "first_pnl", "type": "gauge", "help": "h", "path": "exchanges[0].positions[-1].pnl",
+     "labels": {"first": "exchanges[0].name"}},
+    {"name": "positions_open", "type": "gauge", "help": "h", "path": "exchanges[*].positions", "measure": "length",
+     "labels": {"exchange": "exchanges[*].name", "idx": "exchanges[*]"}},
+    {"name": "cache_enabled", "type": "gauge", "help": "h", "path": "cache.enabled"},
+    {"name": "info", "type": "gauge", "help": "h", "value": 1, "labels": {"hits": "cache.hits"}},
+]
+
+
+def broken_docs():
+    """DOC and variants with one problem each: every one must map the same on both paths."""
+    import copy
+
+    def variant(edit):
+        d = copy.deepcopy(DOC)
+        edit(d)
+        return d
+
+    yield DOC
+    yield variant(lambda d: d["exchanges"][0].pop("name"))
+    yield variant(lambda d: d["exchanges"][0].update(name=None))
+    yield variant(lambda d: d["exchanges"][0].update(name=7.0))
+    yield variant(lambda d: d["exchanges"][0].update(records=[1, 2]))
+    yield variant(lambda d: d["exchanges"][0]["positions"].append({"symbol": "BTC", "pnl": True}))
+    yield variant(lambda d: d["exchanges"][0]["positions"].append({"symbol": {"x": 1}, "pnl": 1}))
+    yield variant(lambda d: d["exchanges"][0]["positions"].append({"symbol": "X", "pnl": None}))
+    yield variant(lambda d: d["exchanges"][0]["positions"].append("not an object"))
+    yield variant(lambda d: d["exchanges"].append({"name": "empty"}))
+    yield variant(lambda d: d.update(exchanges={"not": "a list"}))
+    yield variant(lambda d: d.pop("cache"))
+    yield variant(lambda d: d["cache"].update(hits=[1]))
+    yield {}
+
+
+@pytest.mark.parametrize("doc", list(broken_docs()))
+def test_compiled_path_maps_exactly_like_the_generic_evaluator(doc):
+    specs = [MetricSpec.from_config(e) for e in FEATURE_ENTRIES]
+    fast = Mapper(specs, "ns").apply(doc)
+    generic = Mapper(specs, "ns", compiled=False).apply(doc)
+    assert [(f.name, f.type, repr(f.samples)) for f in fast.families] == [
+        (f.name, f.type, repr(f.samples)) for f in generic.families]
+    assert fast.errors == generic.errors and fast.reasons == generic.reasons
+
+
+def test_compiled_path_is_taken_for_a_well_formed_document():
+    doc = {"exchanges": [{"name": "a", "state": "connected", "requests": {"total": 4}, "records": {"t": 1, "o": 2},
+                          "latency_ms": 5, "positions": [{"symbol": "S", "pnl": 1}, {"symbol": "S", "pnl": 2.5}]}],
+           "cache": {"hits": 3, "enabled": False}}
+    for entry in FEATURE_ENTRIES:
+        spec = MetricSpec.from_config(entry)
+        run = compile_spec(spec)
+        if "value" in entry:
+            assert run is None
+            continue
+        generic = Mapper([spec], "ns", compiled=False)._generic_samples(spec, doc, pytest.fail)
+        assert run(doc) == generic, entry["name"]
+    assert compile_spec(MetricSpec.from_config(FEATURE_ENTRIES[4]))(doc) == {("a", "S", "3"): 3.5}
+    with pytest.raises(Bail):
+        compile_spec(MetricSpec.from_config(FEATURE_ENTRIES[4]))({"exchanges": [{"positions": [{"pnl": 1}]}]})

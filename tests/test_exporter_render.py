@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.render import render_openmetrics, render_text, series_count, wants_openmetrics
+from exporter.render import RowsFamily, render_openmetrics, render_text, series_count, wants_openmetrics
 
 
 def reference(families) -> bytes:
@@ -84,6 +84,60 @@ def test_render_text_equals_generate_latest_on_business_sized_output():
     assert series_count(fams) == 3000
     parsed = list(text_string_to_metric_families(out.decode()))
     assert len(parsed) == 30
+
+
+ODD_ROWS = [
+    (("with \"quote\"", "back\\slash", "new\nline"), 1.5),
+    (("ü-utf8", "", "x"), -0.0),
+    (("a", "b", "c"), math.inf),
+    (("a", "b", "d"), -math.inf),
+    (("a", "b", "e"), math.nan),
+    (("a", "b", "f"), 1e16),
+    (("a", "b", "g"), 123456789.123),
+    (("a", "b", "h"), 999999.5),
+    (("a", "b", "i"), 1000000),
+    (("a", "b", "j"), 7),
+]
+
+
+def rows_and_classic():
+    """The same series as RowsFamily and as prometheus_client families (labels not in sorted order)."""
+    rows = [
+        RowsFamily("agentmon_weird", 'Help with \\ backslash and\nnewline "quotes".', "gauge", ["z", "a", "m"],
+                   list(ODD_ROWS)),
+        RowsFamily("agentmon_things_total", "Things.", "counter", ["exchange"], [(("binance",), 42.0), (("okx",), 1)]),
+        RowsFamily("agentmon_cache_hits_total", "No labels.", "counter", [], [((), 3.0)]),
+        RowsFamily("agentmon_level", "No labels, gauge.", "gauge", [], [((), 2.5)]),
+    ]
+    g = GaugeMetricFamily("agentmon_weird", 'Help with \\ backslash and\nnewline "quotes".', labels=["z", "a", "m"])
+    for labels, value in ODD_ROWS:
+        g.add_metric(list(labels), value)
+    c = CounterMetricFamily("agentmon_things_total", "Things.", labels=["exchange"])
+    c.add_metric(["binance"], 42.0)
+    c.add_metric(["okx"], 1)
+    classic = [g, c, CounterMetricFamily("agentmon_cache_hits_total", "No labels.", value=3.0),
+               GaugeMetricFamily("agentmon_level", "No labels, gauge.", value=2.5)]
+    return rows, classic
+
+
+def test_rows_family_renders_like_generate_latest():
+    rows, classic = rows_and_classic()
+    assert render_text(rows) == reference(classic)
+    assert series_count(rows) == series_count(classic) == 14
+    assert all(f._samples is None for f in rows)  # rendered and counted without building Samples
+
+
+def test_rows_family_is_an_ordinary_family_for_other_consumers():
+    rows, classic = rows_and_classic()
+    assert [f.name for f in rows] == [f.name for f in classic]
+    for r, c in zip(rows, classic, strict=True):
+        assert repr(r.samples) == repr(c.samples)  # repr: NaN != NaN under ==
+        assert r.type == c.type
+    assert render_openmetrics(rows) == render_openmetrics(classic)
+    # once someone replaced the samples, the renderer follows them, not the rows
+    rows[1].samples = rows[1].samples[:1]
+    assert b'agentmon_things_total{exchange="okx"}' not in render_text(rows)
+    assert render_text(rows[1:2]) == render_text([classic[1]])[: len(render_text(rows[1:2]))]
 
 
 def test_openmetrics_render_ends_with_eof():

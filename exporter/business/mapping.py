@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from exporter.business.compiled import Bail, compile_spec
 from exporter.business.paths import (
     WILDCARDS,
     Failure,
@@ -26,6 +27,7 @@ from exporter.business.paths import (
     resolve,
     wildcard_prefix,
 )
+from exporter.render import RowsFamily
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -151,10 +153,14 @@ class MappingResult:
 class Mapper:
     """Applies a fixed list of MetricSpec to stats documents."""
 
-    def __init__(self, specs: Iterable[MetricSpec], namespace: str, per_symbol: PerSymbolPolicy = PerSymbolPolicy()):
+    def __init__(self, specs: Iterable[MetricSpec], namespace: str, per_symbol: PerSymbolPolicy = PerSymbolPolicy(),
+                 *, compiled: bool = True):
+        """``compiled=False`` keeps only the generic evaluator (tests compare the two paths)."""
         self.namespace = namespace
         self.per_symbol = per_symbol
         self.specs = tuple(s for s in specs if per_symbol.enabled or not s.per_symbol)
+        self._compiled = tuple(compile_spec(s) if compiled else None for s in self.specs)
+        self._names = tuple(self.full_name(s) for s in self.specs)
 
     def full_name(self, spec: MetricSpec) -> str:
         return f"{self.namespace}_{spec.name}" if self.namespace else spec.name
@@ -165,19 +171,33 @@ class Mapper:
 
     def apply(self, doc: Any) -> MappingResult:
         result = MappingResult([], Counter(), {})
-        for spec in self.specs:
-            family = self._family(spec, doc, result)
+        for spec, name, run in zip(self.specs, self._names, self._compiled, strict=True):
+            family = self._family(spec, name, run, doc, result)
             if family is not None:
                 result.families.append(family)
         return result
 
-    def _family(self, spec: MetricSpec, doc: Any, result: MappingResult) -> Metric | None:
-        name = self.full_name(spec)
-
+    def _family(self, spec: MetricSpec, name: str, run, doc: Any, result: MappingResult) -> Metric | None:
         def fail(reason: str, n: int = 1) -> None:
             result.errors[name] += n
             result.reasons.setdefault(name, reason)
 
+        samples: dict[tuple[str, ...], float] | None = None
+        if run is not None:  # compiled fast path; anything unusual → the generic path below
+            try:
+                samples = run(doc)
+            except Bail:
+                samples = None
+        if samples is None:
+            samples = self._generic_samples(spec, doc, fail)
+        if spec.per_symbol:
+            samples = self._cap(spec, samples, fail)
+        if not samples:
+            return None
+        return RowsFamily(name, spec.help, spec.type, [lab.name for lab in spec.labels], list(samples.items()))
+
+    def _generic_samples(self, spec: MetricSpec, doc: Any, fail) -> dict[tuple[str, ...], float]:
+        """Every match evaluated one by one, every problem counted and worded."""
         samples: dict[tuple[str, ...], float] = {}
         matches = evaluate(doc, spec.path) if spec.path is not None else [_CONSTANT_MATCH]
         for m in matches:
@@ -195,16 +215,7 @@ class Mapper:
                     samples[labels] += value
                 continue
             samples[labels] = value
-        if spec.per_symbol:
-            samples = self._cap(spec, samples, fail)
-        if not samples:
-            return None
-        label_names = [lab.name for lab in spec.labels]
-        fam_cls = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
-        family = fam_cls(name, spec.help, labels=label_names)
-        for labels, value in samples.items():
-            family.add_metric(list(labels), value)
-        return family
+        return samples
 
     @staticmethod
     def _number(spec: MetricSpec, raw: Any, fail) -> float | None:
