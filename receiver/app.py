@@ -7,6 +7,7 @@ requests that can never succeed (bad JSON, schema, unknown route, too large, una
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -19,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agentmon.configload import ConfigError
 from receiver.auth import authorized, challenge
 from receiver.codec import notification_to_dict
-from receiver.ingest import IngestError, ingest
+from receiver.ingest import IngestError, ingest, prepare
 from receiver.redact import redact_text, redact_url
 from receiver.runtime import Runtime, request_as_text
 from receiver.store import StoreUnavailable
@@ -49,9 +50,14 @@ def _limit(request: web.Request, default: int, maximum: int = 1000) -> int:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise IngestError(413, "too_large", f"body of {request.content_length} bytes exceeds max_body_bytes ({limit})")
-    chunks, size = [], 0
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise IngestError(413, "too_large", f"body of {request.content_length} bytes exceeds max_body_bytes ({limit})")
+        try:
+            return await request.content.readexactly(request.content_length)
+        except asyncio.IncompleteReadError:
+            raise IngestError(400, "not_json", "the body is shorter than its Content-Length") from None
+    chunks, size = [], 0  # chunked upload: count while reading
     async for chunk in request.content.iter_chunked(READ_CHUNK):
         size += len(chunk)
         if size > limit:
@@ -86,7 +92,7 @@ async def post_alerts(request: web.Request) -> web.Response:
             known = ", ".join(f"/alerts/{r}" for r in sorted(cfg.routes))
             raise IngestError(404, "unknown_route", f"unknown route {route!r}: configured routes are {known}")
         body = await _read_body(request, cfg.max_body_bytes)
-        notification = ingest(body, request.headers.get("Content-Type"), route)
+        notification = prepare(body, request.headers.get("Content-Type"), route)
     except IngestError as exc:
         rt.metrics.rejected.labels(reason=exc.reason).inc()
         log.info("notification refused", extra={"route": route, "status": exc.status, "reason": exc.reason, "err": exc.message})

@@ -179,9 +179,15 @@ class TargetWorker:
     async def attempt(self, notifications: Sequence[Notification]) -> SendResult:
         """Compose and send one message for ``notifications`` (several → a digest)."""
         try:
-            request = self.compose(
-                self.channel, self.templates, self.target, notifications, on_template_error=self._template_error
-            )
+            if len(notifications) > 1:  # a big digest renders for a while: keep the event loop answering
+                request = await asyncio.to_thread(
+                    self.compose, self.channel, self.templates, self.target, notifications,
+                    on_template_error=self._template_error,
+                )
+            else:
+                request = self.compose(
+                    self.channel, self.templates, self.target, notifications, on_template_error=self._template_error
+                )
         except Exception as exc:
             return PermanentFailure(f"cannot compose the message: {type(exc).__name__}: {redact_text(str(exc))}")
         self.bucket.take()

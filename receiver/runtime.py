@@ -20,6 +20,7 @@ from agentmon.configload import ConfigError, Problem
 from receiver.channels.base import Channel, OutboundRequest
 from receiver.config import ReceiverConfig, load_receiver_config
 from receiver.engine import ComposeFn, Engine
+from receiver.ingest import Accepted
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification
 from receiver.store import Store
@@ -99,7 +100,7 @@ class Runtime:
         self.metrics = ReceiverMetrics(__version__)
         self.metrics.reloaded(True)
         self.metrics.init_targets({n: t.type for n, t in loaded.config.targets.items()})
-        self.store = Store(storage_path, synchronous=synchronous)
+        self.store = Store(storage_path, synchronous=synchronous, dedup_horizon=max(3600.0, loaded.config.dedup_window))
         self.engine = Engine(self.store, self.metrics, self.compose)
         self.started_at = time.time()
         self.last_reload_error: str | None = None
@@ -152,7 +153,7 @@ class Runtime:
             self.last_reload_error = None
             log.info("config reloaded", extra={"routes": list(loaded.config.routes), "targets": list(loaded.config.targets)})
 
-    def targets_for(self, n: Notification) -> tuple[list[str], list[tuple[str, str]]]:
+    def targets_for(self, n: Notification | Accepted) -> tuple[list[str], list[tuple[str, str]]]:
         """(targets to deliver to, [(skipped target, why)]) for notification ``n`` on its route."""
         send, skipped = [], []
         for name in self.config.routes.get(n.route, ()):

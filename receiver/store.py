@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from receiver.codec import notification_from_dict, notification_to_dict
-from receiver.ingest import dedup_key
+from receiver.codec import notification_to_dict
+from receiver.ingest import Accepted, restore
 from receiver.model import Notification
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,9 @@ CREATE TABLE IF NOT EXISTS notifications (
     status TEXT NOT NULL,
     received_at REAL NOT NULL,
     dedup_key TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL  -- the payload exactly as received (JSON text)
 );
-CREATE INDEX IF NOT EXISTS notifications_dedup ON notifications(dedup_key, received_at);
+DROP INDEX IF EXISTS notifications_dedup;  -- dedup runs on an in-memory index of the last hour(s)
 CREATE INDEX IF NOT EXISTS notifications_received ON notifications(received_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
@@ -104,8 +105,11 @@ class JobUpdate:
 class Store:
     """Async facade over a single SQLite writer thread."""
 
-    def __init__(self, directory: str | Path, *, synchronous: str = "FULL"):
+    def __init__(self, directory: str | Path, *, synchronous: str = "FULL", dedup_horizon: float = 3600.0):
         self.directory = Path(directory)
+        self._dedup_horizon = dedup_horizon  # how far back the in-memory dedup index reaches
+        self._recent: dict[str, tuple[str, float]] = {}
+        self._recent_pruned = 0.0
         self.path = self.directory / DB_NAME
         self.synchronous = synchronous
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -144,6 +148,7 @@ class Store:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
+        self._load_recent(conn)
         return conn
 
     def _run(self, ready: queue.SimpleQueue) -> None:
@@ -184,24 +189,65 @@ class Store:
                     _resolve(item[1], item[2], None, StoreUnavailable("the store is closed"))
 
     def _execute_batch(self, conn: sqlite3.Connection, batch: list) -> None:
-        results: list[tuple[Any, BaseException | None]] = []
+        """One transaction, one commit for the whole batch. Accepts are written with two
+        ``executemany`` calls (few GIL hand-offs between this thread and the event loop);
+        other operations run one by one inside a savepoint so a failing one does not poison
+        the others."""
+        results: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
+        added: list[str] = []  # dedup keys remembered in this batch (forgotten again if it fails)
+        pending: list[int] = []  # indexes of accepts not yet written
+
+        def flush() -> None:
+            if not pending:
+                return
+            rows_n, rows_j = [], []
+            for i in pending:
+                acc: _Accept = batch[i][0]
+                rows_n.append(acc.notification_row)
+                rows_j.extend(acc.job_rows)
+            conn.execute("SAVEPOINT accepts")
+            try:
+                conn.executemany(_INSERT_NOTIFICATION, rows_n)
+                conn.executemany(_INSERT_JOB, rows_j)
+                conn.execute("RELEASE accepts")
+            except sqlite3.Error as exc:
+                if not conn.in_transaction:
+                    raise _BatchLost(exc) from exc
+                conn.execute("ROLLBACK TO accepts")
+                conn.execute("RELEASE accepts")
+                for i in pending:
+                    self._forget(batch[i][0])
+                    results[i] = (None, StoreUnavailable(f"store error: {exc}"))
+            pending.clear()
+
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
+            for i, (fn, _, _) in enumerate(batch):
+                if isinstance(fn, _Accept):
+                    dup = self._dedup(fn)
+                    if dup is not None:
+                        results[i] = (AcceptResult(fn.notification_id, True, dup), None)
+                    else:
+                        added.append(fn.key)
+                        pending.append(i)
+                        results[i] = (AcceptResult(fn.notification_id, False), None)
+                    continue
+                flush()
                 conn.execute("SAVEPOINT op")
                 try:
-                    results.append((fn(conn), None))
+                    results[i] = (fn(conn), None)
                     conn.execute("RELEASE op")
                 except sqlite3.Error as exc:
                     if not conn.in_transaction:  # SQLITE_FULL / IOERR roll back the whole transaction
                         raise _BatchLost(exc) from exc
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((None, StoreUnavailable(f"store error: {exc}")))
+                    results[i] = (None, StoreUnavailable(f"store error: {exc}"))
                 except Exception as exc:  # a bug in one operation must not poison the batch
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((None, exc))
+                    results[i] = (None, exc)
+            flush()
             conn.execute("COMMIT")
             self.batches += 1
         except (sqlite3.Error, _BatchLost) as exc:
@@ -211,10 +257,39 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            for key in added:
+                self._recent.pop(key, None)
             log.error("store commit failed", extra={"err": str(exc), "operations": len(batch)})
             results = [(None, StoreUnavailable(f"store commit failed: {exc}"))] * len(batch)
-        for (_, loop, fut), (value, err) in zip(batch, results, strict=True):
-            _resolve(loop, fut, value, err)
+        _resolve_all([(loop, fut, value, err) for (_, loop, fut), (value, err) in zip(batch, results, strict=True)])
+
+    # dedup memory: owned by the writer thread only
+    def _dedup(self, acc: _Accept) -> str | None:
+        now = acc.received_at
+        if now - self._recent_pruned > 60:
+            horizon = now - self._dedup_horizon
+            self._recent = {k: v for k, v in self._recent.items() if v[1] >= horizon}
+            self._recent_pruned = now
+        seen = self._recent.get(acc.key)
+        if acc.window > 0 and seen is not None and seen[1] >= now - acc.window:
+            return seen[0]
+        self._recent[acc.key] = (acc.notification_id, now)
+        return None
+
+    def _forget(self, acc: _Accept) -> None:
+        if self._recent.get(acc.key, ("",))[0] == acc.notification_id:
+            del self._recent[acc.key]
+
+    def _load_recent(self, conn: sqlite3.Connection) -> None:
+        since = time.time() - self._dedup_horizon
+        self._recent = {
+            key: (nid, at)
+            for key, nid, at in conn.execute(
+                "SELECT dedup_key, id, received_at FROM notifications WHERE received_at >= ? ORDER BY received_at",
+                (since,),
+            )
+        }
+        self._recent_pruned = time.time()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the writer thread inside the next group-committed transaction."""
@@ -229,45 +304,25 @@ class Store:
 
     async def accept(
         self,
-        n: Notification,
+        acc: Accepted,
         targets: Sequence[str],
         skipped: Iterable[tuple[str, str]] = (),
         *,
         dedup_window: float = 300.0,
     ) -> AcceptResult:
-        """Store ``n`` with one pending job per target (and a 'skipped' record per skipped target),
-        unless the same notification was accepted within ``dedup_window`` seconds."""
-        body = json.dumps(notification_to_dict(n), ensure_ascii=False, separators=(",", ":"))
-        key = dedup_key(n)
-        skipped = list(skipped)
-
-        def op(conn: sqlite3.Connection) -> AcceptResult:
-            now = time.time()
-            if dedup_window > 0:
-                row = conn.execute(
-                    "SELECT id FROM notifications WHERE dedup_key = ? AND received_at >= ? LIMIT 1",
-                    (key, now - dedup_window),
-                ).fetchone()
-                if row:
-                    return AcceptResult(n.id, True, row[0])
-            conn.execute(
-                "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (n.id, n.route, n.group_key, n.status, now, key, body),
-            )
-            conn.executemany(
-                "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?, ?)",
-                [(n.id, t, now, now, now) for t in targets],
-            )
-            conn.executemany(
-                "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) "
-                "VALUES (?, ?, 'skipped', ?, 0, ?, ?)",
-                [(n.id, t, now, now, why) for t, why in skipped],
-            )
-            return AcceptResult(n.id, False)
-
-        return await self.run(op)
+        """Store the payload as received with one pending job per target (and a 'skipped' record per
+        skipped target), unless the same notification was accepted within ``dedup_window`` seconds."""
+        if not self.is_open:
+            raise StoreUnavailable("the store is closed")
+        now = acc.received_at.timestamp()
+        jobs = [(acc.id, t, "pending", now, now, now, None) for t in targets]
+        jobs += [(acc.id, t, "skipped", now, 0.0, now, why) for t, why in skipped]
+        row = (acc.id, acc.route, acc.group_key, acc.status, now, acc.dedup_key, acc.raw)
+        op = _Accept(acc.id, acc.dedup_key, now, dedup_window, row, jobs)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((op, loop, fut))
+        return await fut
 
     async def due_jobs(self, target: str, now: float, limit: int) -> list[Job]:
         """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
@@ -322,7 +377,8 @@ class Store:
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT j.id, j.notification_id, j.target, j.attempts, j.created_at, j.updated_at, j.last_error, n.body "
+                "SELECT j.id, j.notification_id, j.target, j.attempts, j.created_at, j.updated_at, j.last_error, n.body, "
+                "n.route, n.received_at "
                 "FROM jobs j JOIN notifications n ON n.id = j.notification_id WHERE j.state = 'dead' "
                 "ORDER BY j.updated_at DESC LIMIT ?",
                 (limit,),
@@ -330,7 +386,8 @@ class Store:
             return [
                 {
                     "job_id": r[0], "notification_id": r[1], "target": r[2], "attempts": r[3],
-                    "accepted_at": r[4], "dead_at": r[5], "reason": r[6], "notification": json.loads(r[7]),
+                    "accepted_at": r[4], "dead_at": r[5], "reason": r[6],
+                    "notification": _describe(r[7], r[8], r[1], r[9]),
                 }
                 for r in rows
             ]
@@ -354,16 +411,16 @@ class Store:
     async def recent_notifications(self, limit: int = 50) -> list[dict[str, Any]]:
         def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT id, received_at, body FROM notifications ORDER BY received_at DESC LIMIT ?", (limit,)
+                "SELECT id, received_at, body, route FROM notifications ORDER BY received_at DESC LIMIT ?", (limit,)
             ).fetchall()
             out = []
-            for nid, received, body in rows:
+            for nid, received, body, route in rows:
                 jobs = conn.execute(
                     "SELECT id, target, state, attempts, last_error, digest FROM jobs WHERE notification_id = ? ORDER BY id",
                     (nid,),
                 ).fetchall()
                 out.append({
-                    "id": nid, "accepted_at": received, "notification": json.loads(body),
+                    "id": nid, "accepted_at": received, "notification": _describe(body, route, nid, received),
                     "deliveries": [
                         {"job_id": j[0], "target": j[1], "state": j[2], "attempts": j[3], "last_error": j[4], "digest": bool(j[5])}
                         for j in jobs
@@ -398,14 +455,66 @@ class Store:
         return await self.run(op)
 
 
+@dataclass(frozen=True)
+class _Accept:
+    """A queued accept: rows ready to insert, deduplicated on the writer thread."""
+
+    notification_id: str
+    key: str
+    received_at: float
+    window: float
+    notification_row: tuple
+    job_rows: list[tuple]
+
+
+_INSERT_NOTIFICATION = (
+    "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_JOB = (
+    "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _resolve_all(items: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any, BaseException | None]]) -> None:
+    """Resolve a batch's futures with one wake-up per event loop (not one per future)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for loop, fut, value, err in items:
+        by_loop.setdefault(loop, []).append((fut, value, err))
+
+    def settle(entries: list) -> None:
+        for fut, value, err in entries:
+            if fut.done():
+                continue
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(value)
+
+    for loop, entries in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(settle, entries)
+        except RuntimeError:  # loop closed
+            pass
+
+
+def _restore(body: str, route: str, nid: str, received_at: float) -> Notification:
+    return restore(body, route, nid, datetime.fromtimestamp(received_at, UTC))
+
+
 def _due(conn: sqlite3.Connection, target: str, now: float, limit: int) -> list[Job]:
     rows = conn.execute(
-        "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body FROM jobs j "
+        "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body, n.route, n.received_at FROM jobs j "
         "JOIN notifications n ON n.id = j.notification_id "
         "WHERE j.target = ? AND j.state = 'pending' AND j.next_attempt_at <= ? ORDER BY j.id LIMIT ?",
         (target, now, limit),
     ).fetchall()
-    return [Job(r[0], r[1], target, r[2], r[3], notification_from_dict(json.loads(r[4]))) for r in rows]
+    return [Job(r[0], r[1], target, r[2], r[3], _restore(r[4], r[5], r[1], r[6])) for r in rows]
+
+
+def _describe(body: str, route: str, nid: str, received_at: float) -> dict[str, Any]:
+    """API view of a stored notification: normalized, plus the payload exactly as received."""
+    return {**notification_to_dict(_restore(body, route, nid, received_at)), "payload": json.loads(body)}
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value: Any, err: BaseException | None) -> None:

@@ -8,7 +8,7 @@ from helpers import receiver_app
 from helpers.receiver import REGISTRY, body, fake_compose, fake_templates, payload, write_config
 from prometheus_client import generate_latest
 
-from receiver.ingest import ingest
+from receiver.ingest import prepare
 from receiver.runtime import Runtime, load
 
 make_receiver, sink = receiver_app.make_receiver, receiver_app.sink  # fixtures
@@ -119,7 +119,7 @@ async def test_backlog_beyond_rate_limit_becomes_one_digest(tmp_path, sink):
     rt.store.open()
     ids = []
     for i in range(12):
-        n = ingest(body(payload(f"Alert{i}")), None, "critical")
+        n = prepare(body(payload(f"Alert{i}")), None, "critical")
         await rt.store.accept(n, *rt.targets_for(n))
         ids.append(n.id)
     await rt.start()
@@ -132,7 +132,7 @@ async def test_backlog_beyond_rate_limit_becomes_one_digest(tmp_path, sink):
         rows = await rt.store.recent_notifications(20)
         assert all(r["deliveries"][0]["state"] == "delivered" and r["deliveries"][0]["digest"] for r in rows)
         # one token left: a new notification goes out alone
-        n = ingest(body(payload("Later")), None, "critical")
+        n = prepare(body(payload("Later")), None, "critical")
         await rt.store.accept(n, *rt.targets_for(n))
         rt.engine.wake(["hook"])
         assert await sink.async_wait_for(lambda s: len(s.delivered()) == 2, 10)
@@ -179,7 +179,7 @@ async def test_pending_jobs_resume_after_restart(tmp_path, sink):
     sink.set_default(status=503)
     rt = offline_runtime(tmp_path, config(sink.url))
     await rt.start()
-    n = ingest(body(payload("Persist")), None, "critical")
+    n = prepare(body(payload("Persist")), None, "critical")
     targets, skipped = rt.targets_for(n)
     await rt.store.accept(n, targets, skipped)
     rt.engine.wake(targets)

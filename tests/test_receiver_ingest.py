@@ -174,3 +174,52 @@ async def test_every_fixture_over_http(make_receiver, sink, path):
     assert resp.status == 200, doc
     assert doc["deduplicated"] is False and doc["targets"] == ["hook"]
     assert await sink.async_wait_for(lambda s: doc["id"] in s.delivered_ids(), 10)
+
+
+def _variants():
+    """Valid and invalid documents around every rule of the schema."""
+    base = payload(n_alerts=2)
+    yield base
+    for path in FIXTURE_FILES:
+        yield json.loads(path.read_bytes())
+    bad_values = [None, 1, 1.5, True, "x", [], {}, {"a": 1}, {"a": None}, {"a": [1]}, -1, "firing"]
+    for key in ("version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels", "commonLabels",
+                "commonAnnotations", "externalURL", "alerts"):
+        for value in bad_values:
+            yield {**base, key: value}
+    for key in ("status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"):
+        for value in bad_values:
+            yield {**base, "alerts": [{**base["alerts"][0], key: value}]}
+    yield {**base, "alerts": [{k: v for k, v in base["alerts"][0].items() if k != "labels"}]}
+    yield {**base, "alerts": ["not an object"]}
+
+
+def test_fast_check_never_accepts_what_the_schema_refuses():
+    from receiver.ingest import _VALIDATOR, conforms
+
+    checked = agreed = 0
+    for doc in _variants():
+        checked += 1
+        if conforms(doc):
+            assert _VALIDATOR.is_valid(doc), doc
+        agreed += conforms(doc) == _VALIDATOR.is_valid(doc)
+    assert checked > 150 and agreed / checked > 0.95  # and it is rarely stricter than it needs to be
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.stem)
+def test_stored_form_restores_the_same_notification(path):
+    """The outbox keeps the payload as received; delivery normalizes it to what ingest would give."""
+    from datetime import UTC, datetime
+
+    from receiver.ingest import prepare
+
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    acc = prepare(path.read_bytes(), "application/json", "critical", now=now)
+    n = ingest(path.read_bytes(), "application/json", "critical", now=now)
+    restored = acc.notification()
+    assert restored == type(n)(**{**vars(n), "id": acc.id})
+    assert acc.status == n.status and acc.group_key == n.group_key
+    again = prepare(path.read_bytes(), "application/json", "critical", now=now)
+    assert again.dedup_key == acc.dedup_key and again.id != acc.id
+    other_route = prepare(path.read_bytes(), "application/json", "warning", now=now)
+    assert other_route.dedup_key != acc.dedup_key
