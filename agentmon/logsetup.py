@@ -50,9 +50,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(_fields(record), default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (not the object seen at setup), so a
+    replaced or closed stderr (test capture, daemonisation) never breaks logging."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
     """Configure the root logger once per process (CLI entry points only; libraries never call it)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
