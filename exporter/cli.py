@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import pickle
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agentmon.cliflags import add_common_flags, split_host_port
 from agentmon.logsetup import setup_logging
@@ -30,7 +34,7 @@ from exporter.config import (
     load_exporter_config,
 )
 from exporter.scrape import ThreadedSource
-from exporter.server import ExporterServer
+from exporter.server import ConfigFileInvalid, ExporterServer, is_config_error
 
 log = logging.getLogger("exporter.cli")
 
@@ -138,6 +142,50 @@ def _validate_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--push.gateway-url must start with http:// or https://")
 
 
+_CONFIG_INVALID = 3
+_CONFIG_CHILD = """\
+import pickle, sys
+from agentmon.configload import ConfigError
+from exporter.config import load_exporter_config
+try:
+    config = load_exporter_config(sys.argv[1])
+except ConfigError as exc:
+    sys.stderr.write(str(exc))
+    sys.exit(3)
+sys.stdout.buffer.write(pickle.dumps(config))
+"""
+
+
+def load_config_isolated(path: str | None) -> ExporterConfig:
+    """``load_exporter_config(path)`` run in a short-lived child process (~0.3 s).
+
+    Why: checking the file needs jsonschema, its schema registry and the config schemas, ~3-4 MiB
+    RSS that would stay in the serving process for its whole life (44 MiB with an ``agent:``
+    section against a 40 MiB budget). The child runs the very same loader and hands back the
+    typed ExporterConfig (pickled, from our own interpreter: trusted); a bad file raises
+    ConfigFileInvalid with the same ``file:line: key.path: reason`` text. If the child cannot run
+    or dies otherwise, the file is loaded here instead, so the result never depends on it."""
+    if path is None:
+        return load_exporter_config(None)
+    root = str(Path(__file__).resolve().parents[1])  # the tree this exporter package came from
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CONFIG_CHILD, str(path)], capture_output=True, env=env,
+                              timeout=120, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("config check child failed; loading in-process", extra={"err": str(exc)})
+        return load_exporter_config(path)
+    if proc.returncode == _CONFIG_INVALID:
+        raise ConfigFileInvalid(proc.stderr.decode("utf-8", "replace"))
+    if proc.returncode == 0:
+        with contextlib.suppress(Exception):
+            config = pickle.loads(proc.stdout)  # noqa: S301 - written by our own child process
+            if isinstance(config, ExporterConfig):
+                return config
+    return load_exporter_config(path)  # whatever went wrong, the in-process loader says it properly
+
+
 async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
     def factory(agent_cfg):
         if not agent_cfg:  # no `agent:` section: no business source (and no business imports)
@@ -147,7 +195,8 @@ async def serve(settings: ExporterSettings, web_config: WebConfig) -> int:
         source = build_source(agent_cfg, settings.namespace)
         return ThreadedSource(source) if source is not None else None
 
-    server = ExporterServer(settings, factory(settings.config.agent), source_factory=factory, web_config=web_config)
+    server = ExporterServer(settings, factory(settings.config.agent), source_factory=factory, web_config=web_config,
+                            config_loader=load_config_isolated)
     try:
         await server.start()
     except OSError as exc:
@@ -187,15 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _validate_flags(parser, args)
     setup_logging(args.log_level, args.log_format)
-    config_errors: tuple[type[Exception], ...] = ()
-    if args.config_file or args.web_config_file:  # the validator stack is imported only when needed
-        from agentmon.configload import ConfigError
-
-        config_errors = (ConfigError,)
+    # Serving loads the config file in a child process (the validator stack stays out of this
+    # one); --config.check is a one-shot and loads it here. The web config file, when given, is
+    # loaded here either way (it holds TLS material).
+    loader = load_exporter_config if args.config_check else load_config_isolated
     try:
-        config = load_exporter_config(args.config_file)
+        config = loader(args.config_file)
         web_config = load_web_config(args.web_config_file)
-    except config_errors as exc:
+    except Exception as exc:
+        if not is_config_error(exc):
+            raise
         print(f"agent-exporter: invalid configuration:\n{exc}", file=sys.stderr)
         return 1
     if args.config_check:

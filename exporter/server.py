@@ -11,19 +11,35 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import sys
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from agentmon.cliflags import split_host_port
 from agentmon.webconfig import WebConfig, WebGuard, load_web_config
-from exporter.config import ExporterSettings, load_exporter_config
+from exporter.config import ExporterConfig, ExporterSettings, load_exporter_config
 from exporter.render import wants_openmetrics
 from exporter.scrape import BusinessSource, PromCollector, Scraper, scrape_budget
 
 log = logging.getLogger("exporter.server")
 
 SourceFactory = Callable[[dict | None], "BusinessSource | None"]
+ConfigLoader = Callable[[str | None], ExporterConfig]
+
+
+class ConfigFileInvalid(Exception):  # noqa: N818 - reads as a statement about the file
+    """A config file with problems, as a loader that does not import agentmon.configload reports it
+    (``str()``: one ``file:line: key.path: reason`` per line, like ConfigError)."""
+
+
+def is_config_error(exc: BaseException) -> bool:
+    """ConfigError (only possible once agentmon.configload was imported: checking never imports the
+    validator stack) or ConfigFileInvalid."""
+    if isinstance(exc, ConfigFileInvalid):
+        return True
+    configload = sys.modules.get("agentmon.configload")
+    return configload is not None and isinstance(exc, configload.ConfigError)
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -58,10 +74,12 @@ class ExporterServer:
         *,
         source_factory: SourceFactory | None = None,
         web_config: WebConfig | None = None,
+        config_loader: ConfigLoader = load_exporter_config,
     ):
         self.settings = settings
         self.scraper = Scraper(settings, source, extra_collectors)
         self.source_factory = source_factory
+        self.config_loader = config_loader  # for reload; the CLI's runs validation in a child process
         self.web = WebGuard(web_config if web_config is not None else load_web_config(settings.web_config_file))
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -133,30 +151,20 @@ class ExporterServer:
         configuration and report why."""
         async with self._reload_lock:
             filename = self.settings.config_file
-            config_errors: tuple[type[Exception], ...] = ()
-            if filename:
-                from agentmon.configload import ConfigError
-
-                config_errors = (ConfigError,)
             web_file = self.settings.web_config_file
-            if web_file:
-                from agentmon.configload import ConfigError
-
-                config_errors = (ConfigError,)
             try:
-                config = await asyncio.to_thread(load_exporter_config, filename)
+                config = await asyncio.to_thread(self.config_loader, filename)
                 web_config = await asyncio.to_thread(load_web_config, web_file) if web_file else None
                 if web_config is not None:
                     self.web.check_update(web_config)
                 source = self.scraper.source
                 if self.source_factory is not None:
                     source = self.source_factory(config.agent)
-            except config_errors as exc:
-                self.scraper.reload_failed()
-                log.error("config reload failed; keeping the previous config", extra={"err": str(exc)})
-                return False, f"reload failed, previous config kept:\n{exc}"
             except Exception as exc:
                 self.scraper.reload_failed()
+                if is_config_error(exc):
+                    log.error("config reload failed; keeping the previous config", extra={"err": str(exc)})
+                    return False, f"reload failed, previous config kept:\n{exc}"
                 log.error("config reload failed; keeping the previous config",
                           extra={"err": f"{type(exc).__name__}: {exc}"})
                 return False, f"reload failed, previous config kept: {type(exc).__name__}: {exc}"

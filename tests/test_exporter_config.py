@@ -133,3 +133,40 @@ def test_help_shows_collector_defaults():
 def test_parse_duration():
     assert parse_duration("15s") == 15 and parse_duration("1m") == 60 and parse_duration("500ms") == 0.5
     assert parse_duration("2") == 2
+
+
+# -- config loaded in a child process (the serving process never imports the validator stack) ------
+
+def test_isolated_load_equals_in_process_load_without_importing_jsonschema(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    p = write(tmp_path, "scrape:\n  timeout_seconds: 7\nagent:\n  url: ${AGENT_URL}\n"
+                        "collectors:\n  netdev:\n    device_exclude: '^(lo|dummy.*)$'\n")
+    code = (
+        "import json, sys\n"
+        "from exporter.cli import load_config_isolated\n"
+        f"c = load_config_isolated({str(p)!r})\n"
+        "print(json.dumps({'timeout': c.scrape_timeout, 'agent': c.agent, 'source': c.source,\n"
+        "    'netdev': c.collector_options['netdev'].device_exclude.pattern,\n"
+        "    'validator_loaded': 'jsonschema' in sys.modules or 'agentmon.configload' in sys.modules}))\n"
+    )
+    env = {**__import__("os").environ, "AGENT_URL": "http://127.0.0.1:9/stats"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=Path(__file__).parents[1]).stdout
+    got = json.loads(out)
+    assert got == {"timeout": 7.0, "agent": {"url": "http://127.0.0.1:9/stats"}, "source": str(p),
+                   "netdev": "^(lo|dummy.*)$", "validator_loaded": False}
+
+
+def test_isolated_load_reports_problems_like_the_in_process_loader(tmp_path):
+    from exporter.cli import load_config_isolated
+    from exporter.server import ConfigFileInvalid, is_config_error
+
+    p = write(tmp_path, "agent:\n  url: http://127.0.0.1:1/stats\n  timeoutt: 3\n")
+    with pytest.raises(ConfigFileInvalid) as err:
+        load_config_isolated(str(p))
+    assert str(err.value) == error_of(p)
+    assert is_config_error(err.value)
+    assert not is_config_error(ValueError("x"))

@@ -71,7 +71,7 @@ async def make_server():
     servers: list[ExporterServer] = []
 
     async def make(source=None, **kw) -> ExporterServer:
-        server_kw = {k: kw.pop(k) for k in ("source_factory", "web_config") if k in kw}
+        server_kw = {k: kw.pop(k) for k in ("source_factory", "web_config", "config_loader") if k in kw}
         settings = ExporterSettings(listen_address="127.0.0.1:0", **kw)
         server = ExporterServer(settings, source, **server_kw)
         await server.start()
@@ -213,16 +213,22 @@ async def test_large_output_rendered_off_the_event_loop(make_server, monkeypatch
     assert threads == [False, True]  # big: worker thread; small: inline
 
 
-async def test_reload_bad_config_keeps_old_then_good_config_applies(make_server, tmp_path):
+@pytest.mark.parametrize("isolated", [False, True], ids=["in-process", "child-process"])
+async def test_reload_bad_config_keeps_old_then_good_config_applies(make_server, tmp_path, isolated):
+    from exporter.cli import load_config_isolated
+
     cfg = tmp_path / "exporter.yml"
     cfg.write_text("collectors:\n  netdev:\n    device_exclude: '^lo$'\n")
-    server = await make_server(None, collectors=("netdev",), config_file=str(cfg), config=load_exporter_config(cfg))
+    loader = {"config_loader": load_config_isolated} if isolated else {}
+    server = await make_server(None, collectors=("netdev",), config_file=str(cfg), config=load_exporter_config(cfg),
+                               **loader)
     _, _, body = await get(server)
     assert 'device="lo"' not in body.decode()
 
     cfg.write_text("collectors:\n  netdev:\n    device_exclude: '(['\n")
     status, msg = await post_reload(server)
     assert status == 500
+    assert msg.startswith("reload failed, previous config kept:\n")
     assert "collectors.netdev.device_exclude" in msg and ":3:" in msg
     _, _, body = await get(server)
     text = body.decode()

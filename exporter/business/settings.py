@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from agentmon.configload import format_path
 from exporter.business.mapping import MappingConfigError, MetricSpec, PerSymbolPolicy
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -41,6 +38,8 @@ class AgentSettings:
 @cache
 def default_mapping_entries() -> tuple[Mapping[str, Any], ...]:
     """The packaged default mapping (covers the whole stats contract)."""
+    import yaml  # here, not at module level: an embedder with agent_config= never needs it
+
     return tuple(yaml.safe_load(DEFAULT_MAPPING_PATH.read_text(encoding="utf-8")))
 
 
@@ -95,7 +94,14 @@ def agent_config_problems(config: Mapping[str, Any]) -> Iterable[tuple[tuple[str
 
 def check_agent_config(agent_cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     """[(key path like 'agent.mapping[3].labels.exchange', reason)] for a schema-valid ``agent:`` mapping."""
-    return [(format_path(p), reason) for p, reason in agent_config_problems({"agent": agent_cfg})]
+    problems = list(agent_config_problems({"agent": agent_cfg}))
+    if not problems:
+        return []
+    # Imported only to word problems: it pulls in the jsonschema stack (~3 MiB RSS) that a running
+    # exporter with a valid config does not need.
+    from agentmon.configload import format_path
+
+    return [(format_path(p), reason) for p, reason in problems]
 
 
 def _split_key(key: str) -> list[str]:
