@@ -180,3 +180,45 @@ receivers:
     finally:
         am.stop()
         rec.stop()
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path, sink):
+    port = free_port()
+    base = f"""
+routes:
+  critical: [hook]
+targets:
+  hook: {{type: webhook, url: "{sink.url}"}}
+"""
+    proc = start_receiver(tmp_path, base, port)
+    cfg = tmp_path / "receiver.yml"
+
+    def metric(name: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310
+            return next(line for line in resp.read().decode().splitlines() if line.startswith(name + " "))
+
+    def routes() -> set[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5) as resp:  # noqa: S310
+            return set(json.load(resp)["data"]["config"]["routes"])
+
+    def wait(predicate) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        cfg.write_text(base.replace("critical: [hook]", "critical: [hook]\n  extra: [hook]"))
+        os.kill(proc.pid, signal.SIGHUP)
+        assert wait(lambda: routes() == {"critical", "extra"}), proc.output()
+        assert metric("alert_receiver_config_last_reload_successful").endswith(" 1.0")
+        cfg.write_text("routes: {critical: [nope]}\ntargets: {}\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        assert wait(lambda: metric("alert_receiver_config_last_reload_successful").endswith(" 0.0")), proc.output()
+        assert routes() == {"critical", "extra"}
+        assert proc.running()
+        assert "reload failed" in proc.output()
+    finally:
+        proc.stop()
