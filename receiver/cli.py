@@ -26,7 +26,7 @@ from receiver.runtime import Runtime, load, request_as_text
 
 log = logging.getLogger("receiver")
 
-DEFAULT_LISTEN = ":9818"
+DEFAULT_LISTEN = "127.0.0.1:9818"
 
 
 def _serve_parser() -> argparse.ArgumentParser:

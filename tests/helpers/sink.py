@@ -40,6 +40,7 @@ class Recorded:
     body: bytes
     answered: int  # status we replied with (0 if the client gave up first)
     at: float  # time.time() when it arrived
+    url: str = ""  # as requested (a proxy sees the absolute target URL)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -64,8 +65,9 @@ class Recorded:
 
 
 class Sink:
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", ssl_context=None):
         self.host = host
+        self.ssl_context = ssl_context  # serve HTTPS with this context
         self.port = 0
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
@@ -80,7 +82,7 @@ class Sink:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hook"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}/hook"
 
     def set_default(self, status: int = 200, body: str = "ok", delay: float = 0.0, headers: dict | None = None) -> None:
         with self._lock:
@@ -136,7 +138,7 @@ class Sink:
         body = await request.read()
         with self._lock:
             behaviour = self._script.popleft() if self._script else self._default
-            rec = Recorded(request.path_qs, dict(request.headers), body, 0, time.time())
+            rec = Recorded(request.path_qs, dict(request.headers), body, 0, time.time(), str(request.url))
             self._requests.append(rec)
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)
@@ -157,7 +159,7 @@ class Sink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._started.set()
