@@ -100,7 +100,7 @@ class Runtime:
         self.metrics = ReceiverMetrics(__version__)
         self.metrics.reloaded(True)
         self.metrics.init_targets({n: t.type for n, t in loaded.config.targets.items()})
-        self.store = Store(storage_path, synchronous=synchronous, dedup_horizon=max(3600.0, loaded.config.dedup_window))
+        self.store = Store(storage_path, synchronous=synchronous, dedup_horizon=loaded.config.dedup_window)
         self.engine = Engine(self.store, self.metrics, self.compose)
         self.started_at = time.time()
         self.last_reload_error: str | None = None
@@ -147,6 +147,7 @@ class Runtime:
                 log.error("reload failed, keeping the running config", extra={"err": str(exc)})
                 raise
             await self.engine.apply(loaded.config, loaded.channels, loaded.templates)
+            self.store.dedup_horizon = max(self.store.dedup_horizon, loaded.config.dedup_window)
             self.loaded = loaded
             self.metrics.init_targets({n: t.type for n, t in loaded.config.targets.items()})
             self.metrics.reloaded(True)

@@ -105,9 +105,9 @@ class JobUpdate:
 class Store:
     """Async facade over a single SQLite writer thread."""
 
-    def __init__(self, directory: str | Path, *, synchronous: str = "FULL", dedup_horizon: float = 3600.0):
+    def __init__(self, directory: str | Path, *, synchronous: str = "FULL", dedup_horizon: float = 300.0):
         self.directory = Path(directory)
-        self._dedup_horizon = dedup_horizon  # how far back the in-memory dedup index reaches
+        self.dedup_horizon = dedup_horizon  # how far back the in-memory dedup index reaches
         self._recent: dict[str, tuple[str, float]] = {}
         self._recent_pruned = 0.0
         self.path = self.directory / DB_NAME
@@ -267,7 +267,7 @@ class Store:
     def _dedup(self, acc: _Accept) -> str | None:
         now = acc.received_at
         if now - self._recent_pruned > 60:
-            horizon = now - self._dedup_horizon
+            horizon = now - self.dedup_horizon
             self._recent = {k: v for k, v in self._recent.items() if v[1] >= horizon}
             self._recent_pruned = now
         seen = self._recent.get(acc.key)
@@ -281,7 +281,7 @@ class Store:
             del self._recent[acc.key]
 
     def _load_recent(self, conn: sqlite3.Connection) -> None:
-        since = time.time() - self._dedup_horizon
+        since = time.time() - self.dedup_horizon
         self._recent = {
             key: (nid, at)
             for key, nid, at in conn.execute(

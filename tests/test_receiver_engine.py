@@ -212,3 +212,20 @@ async def test_secrets_never_logged_or_shown(make_receiver, caplog):
     assert "connection error" in logged
     for text in [logged, *pages]:
         assert "TOPSECRET42" not in text
+
+
+async def test_dedup_survives_a_restart(tmp_path, sink):
+    doc = body(payload("Twice", n_alerts=2))
+    rt = offline_runtime(tmp_path, config(sink.url))
+    await rt.start()
+    first = prepare(doc, None, "critical")
+    assert not (await rt.store.accept(first, *rt.targets_for(first))).duplicate
+    await rt.stop()
+    rt2 = offline_runtime(tmp_path, config(sink.url))
+    await rt2.start()
+    try:
+        again = prepare(doc, None, "critical")
+        result = await rt2.store.accept(again, *rt2.targets_for(again))
+        assert result.duplicate and result.duplicate_of == first.id
+    finally:
+        await rt2.stop()
