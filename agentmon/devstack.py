@@ -38,7 +38,9 @@ class Profile:
     evaluation_interval: str
     group_wait: str
     group_interval: str
-    alert_for: str | None  # override ``for:`` (None keeps the shipped values)
+    # ``for:`` of the alerts: a duration replaces it, "/N" divides the shipped one by N (keeps the
+    # order in which alerts fire, which inhibition relies on), None keeps the shipped values
+    alert_for: str | None
     # alerts whose ``for:`` is overridden (None: all). Rate-based alerts keep their shipped ``for:``
     # in the demo: a 5m rate window is not full during the first minutes and would fire falsely.
     alerts: frozenset[str] | None
@@ -53,7 +55,7 @@ WALKTHROUGH_ALERTS = frozenset({
 
 PROFILES = {
     "demo": Profile("5s", "5s", "5s", "30s", "30s", WALKTHROUGH_ALERTS, "15s"),
-    "fast": Profile("1s", "1s", "1s", "2s", "1s", None, "2s"),
+    "fast": Profile("1s", "1s", "1s", "2s", "/60", None, "2s"),
 }
 
 
@@ -80,6 +82,7 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     receiver_config: Path | None = None  # user's receiver config: its targets are added to every route
     python: str = sys.executable
+    agent_args: tuple[str, ...] = ()  # extra demo-agent flags (tests: --flap-interval=0 for determinism)
     procs: list[Proc] = field(default_factory=list)
 
     # ---- URLs ----------------------------------------------------------------------------
@@ -181,7 +184,8 @@ class Stack:
         logs = self.run_dir / "logs"
         py = self.python
         try:
-            self._start("demo-agent", [py, "-m", "exporter.demo_agent", f"--web.listen-address={HOST}:{self.ports.agent}"],
+            self._start("demo-agent", [py, "-m", "exporter.demo_agent", f"--web.listen-address={HOST}:{self.ports.agent}",
+                                       *self.agent_args],
                         self.url("agent") + "/stats", logs)
             self._start("agent-exporter", [py, "-m", "exporter.cli", f"--web.listen-address={HOST}:{self.ports.exporter}",
                                            f"--config.file={self.run_dir / 'exporter.yml'}"],
@@ -251,11 +255,18 @@ def load_rules_generator():
 
 
 def write_rules(out: Path, *, for_override: str, only: frozenset[str] | None = None) -> None:
-    """Generate the shipped rules with the ``for:`` of ``only`` (default: every alert) replaced."""
+    """Generate the shipped rules with the ``for:`` of ``only`` (default: every alert) replaced
+    by ``for_override``, or divided when it reads ``/N``."""
     gen = load_rules_generator()
     config = gen.load_config()
+
+    def new_for(shipped: str) -> str:
+        if for_override.startswith("/"):
+            return f"{gen.duration_seconds(shipped) / float(for_override[1:]):g}s"
+        return for_override
+
     alerts = {
-        name: dataclasses.replace(t, for_=for_override) if only is None or name in only else t
+        name: dataclasses.replace(t, for_=new_for(t.for_)) if only is None or name in only else t
         for name, t in config.alerts.items()
     }
     for name, content in gen.render(dataclasses.replace(config, alerts=alerts)).items():

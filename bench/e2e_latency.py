@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(tmp)
         user = run / "sink.yml"
         user.write_text(yaml.safe_dump({"targets": {"sink": {"type": "webhook", "url": f"http://127.0.0.1:{sink.port}/"}}}))
-        with Stack(run, profile, Ports().resolve(any_free=True), receiver_config=user) as stack:
+        with Stack(run, profile, Ports().resolve(any_free=True), receiver_config=user,
+                   agent_args=("--flap-interval=0",)) as stack:
             agent = stack.url("agent")
             time.sleep(5)  # first scrapes and evaluations
             fire, resolve = [], []
