@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentmon.configload import ConfigError
 from receiver.auth import authorized, challenge
-from receiver.codec import notification_to_dict
+from receiver.compose import notification_to_dict
 from receiver.ingest import IngestError, ingest, prepare
 from receiver.redact import redact_text, redact_url
 from receiver.runtime import Runtime, request_as_text

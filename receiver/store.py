@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from receiver.codec import notification_to_dict
+from receiver.compose import notification_to_dict
 from receiver.ingest import Accepted, restore
 from receiver.model import Notification
 

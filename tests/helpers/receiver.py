@@ -21,7 +21,7 @@ from receiver.channels.base import (
     SendResult,
 )
 from receiver.channels.util import http_send, parse_retry_after
-from receiver.codec import notification_to_dict
+from receiver.compose import notification_to_dict
 from receiver.ingest import fingerprint
 from receiver.model import Notification
 
