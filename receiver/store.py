@@ -326,13 +326,15 @@ class Store:
 
     async def due_jobs(self, target: str, now: float, limit: int) -> list[Job]:
         """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
-        return await self.run(lambda conn: _due(conn, target, now, limit))
+        return await _jobs(await self.run(lambda conn: _due(conn, target, now, limit)))
 
     async def next_batch(self, target: str, now: float, tokens: int, max_digest: int) -> list[Job]:
         """What to send next: the oldest due job, or — when more jobs are due than ``tokens`` allow
-        sending now — up to ``max_digest`` of them for one digest. One round trip."""
+        sending now (or more than ``max_digest``) — up to ``max_digest`` of them for one digest.
+        One round trip; payloads are normalized outside the writer thread."""
+        tokens = min(tokens, max_digest)  # bounds the count below for very generous limits
 
-        def op(conn: sqlite3.Connection) -> list[Job]:
+        def op(conn: sqlite3.Connection) -> list[tuple]:
             due = conn.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE target = ? AND state = 'pending' "
                 "AND next_attempt_at <= ? LIMIT ?)",
@@ -342,7 +344,7 @@ class Store:
                 return []
             return _due(conn, target, now, max_digest if due > tokens and due > 1 else 1)
 
-        return await self.run(op)
+        return await _jobs(await self.run(op))
 
     async def next_attempt_at(self, target: str) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
@@ -502,14 +504,24 @@ def _restore(body: str, route: str, nid: str, received_at: float) -> Notificatio
     return restore(body, route, nid, datetime.fromtimestamp(received_at, UTC))
 
 
-def _due(conn: sqlite3.Connection, target: str, now: float, limit: int) -> list[Job]:
-    rows = conn.execute(
-        "SELECT j.id, j.notification_id, j.attempts, j.created_at, n.body, n.route, n.received_at FROM jobs j "
-        "JOIN notifications n ON n.id = j.notification_id "
+def _due(conn: sqlite3.Connection, target: str, now: float, limit: int) -> list[tuple]:
+    return conn.execute(
+        "SELECT j.id, j.notification_id, j.target, j.attempts, j.created_at, n.body, n.route, n.received_at "
+        "FROM jobs j JOIN notifications n ON n.id = j.notification_id "
         "WHERE j.target = ? AND j.state = 'pending' AND j.next_attempt_at <= ? ORDER BY j.id LIMIT ?",
         (target, now, limit),
     ).fetchall()
-    return [Job(r[0], r[1], target, r[2], r[3], _restore(r[4], r[5], r[1], r[6])) for r in rows]
+
+
+def _build_jobs(rows: list[tuple]) -> list[Job]:
+    return [Job(r[0], r[1], r[2], r[3], r[4], _restore(r[5], r[6], r[1], r[7])) for r in rows]
+
+
+async def _jobs(rows: list[tuple]) -> list[Job]:
+    """Rows → Jobs; a digest's worth of payloads is normalized in a worker thread, not on the loop."""
+    if len(rows) > 1:
+        return await asyncio.to_thread(_build_jobs, rows)
+    return _build_jobs(rows)
 
 
 def _describe(body: str, route: str, nid: str, received_at: float) -> dict[str, Any]:
