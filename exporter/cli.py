@@ -172,7 +172,7 @@ def load_config_isolated(path: str | None) -> ExporterConfig:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         proc = subprocess.run([sys.executable, "-c", _CONFIG_CHILD, str(path)], capture_output=True, env=env,
-                              timeout=120, check=False)
+                              stdin=subprocess.DEVNULL, timeout=120, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         log.debug("config check child failed; loading in-process", extra={"err": str(exc)})
         return load_exporter_config(path)

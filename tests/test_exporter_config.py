@@ -170,3 +170,15 @@ def test_isolated_load_reports_problems_like_the_in_process_loader(tmp_path):
     assert str(err.value) == error_of(p)
     assert is_config_error(err.value)
     assert not is_config_error(ValueError("x"))
+
+
+@pytest.mark.parametrize("child", ["import sys; sys.exit(1)", "import sys; sys.stdout.write('not a pickle')"])
+def test_isolated_load_falls_back_to_in_process_when_the_child_misbehaves(tmp_path, monkeypatch, child):
+    import exporter.cli as cli
+
+    monkeypatch.setattr(cli, "_CONFIG_CHILD", child)
+    good = write(tmp_path, "scrape:\n  timeout_seconds: 3\n")
+    assert cli.load_config_isolated(str(good)) == load_exporter_config(good)
+    bad = write(tmp_path, "scrape:\n  timeout_secs: 3\n")
+    with pytest.raises(ConfigError, match="timeout_secs"):
+        cli.load_config_isolated(str(bad))
