@@ -138,39 +138,56 @@ class RowsFamily(Metric):
         return len(self.rows) if self._samples is None else len(self._samples)
 
 
-def _row_lines(metric: RowsFamily, out: list[str], escaped: dict[str, str]) -> None:
-    """The rows of ``metric`` as text lines: labels in sorted name order, as the Sample path."""
+_Q, _B, _N = '"', "\\", "\n"  # the characters a label value is escaped for
+
+
+def _row_lines(metric: RowsFamily, out: list[str]) -> None:
+    """The rows of ``metric`` as text lines: labels in sorted name order, as the Sample path.
+
+    Hot path (~0.6 us per series): one f-string per row inside a list comprehension for the usual
+    0-2 labels. Label values are checked inline and escaped only when they hold a quote, backslash
+    or newline (most label values here are unique symbols: a cache would only cost). ``fv :=
+    float(v)``: rows normally hold floats (returned as they are); values are formatted exactly as
+    floatToGoString does, with repr() for the common range."""
     sname = _name(metric.name + "_total" if metric.type == "counter" else metric.name)
-    append = out.append
     names = metric.label_names
+    rows = metric.rows
+    fmt = floatToGoString
     if not names:
-        for _, v in metric.rows:
-            if v.__class__ is not float:
-                v = float(v)
-            append(f"{sname} {repr(v) if -_INF < v <= 999999.0 else floatToGoString(v)}\n")
+        out.extend([f"{sname} {repr(fv) if -_INF < (fv := float(v)) <= 999999.0 else fmt(fv)}\n"
+                    for _, v in rows])
         return
     order = sorted(range(len(names)), key=names.__getitem__)
     heads = [("{" if i == 0 else '",') + _label(names[j]) + '="' for i, j in enumerate(order)]
-    head0 = sname + heads[0]
+    h0 = sname + heads[0]
+    if len(names) == 1:
+        out.extend([f'{h0}{a if (_Q not in a and _B not in a and _N not in a) else _escape(a)}"}} '
+                    f'{repr(fv) if -_INF < (fv := float(v)) <= 999999.0 else fmt(fv)}\n'
+                    for (a,), v in rows])
+        return
+    if len(names) == 2:
+        h1 = heads[1]
+        if order == [0, 1]:
+            out.extend([f'{h0}{a if (_Q not in a and _B not in a and _N not in a) else _escape(a)}'
+                        f'{h1}{b if (_Q not in b and _B not in b and _N not in b) else _escape(b)}"}} '
+                        f'{repr(fv) if -_INF < (fv := float(v)) <= 999999.0 else fmt(fv)}\n'
+                        for (a, b), v in rows])
+        else:  # the first label sorts last: a (printed first) is the second value
+            out.extend([f'{h0}{a if (_Q not in a and _B not in a and _N not in a) else _escape(a)}'
+                        f'{h1}{b if (_Q not in b and _B not in b and _N not in b) else _escape(b)}"}} '
+                        f'{repr(fv) if -_INF < (fv := float(v)) <= 999999.0 else fmt(fv)}\n'
+                        for (b, a), v in rows])
+        return
     rest = list(zip(order[1:], heads[1:], strict=True))
     j0 = order[0]
-    get = escaped.get
-    for labels, v in metric.rows:
-        if v.__class__ is not float:
-            v = float(v)
-        lv = labels[j0]
-        e = get(lv)
-        if e is None:
-            e = escaped[lv] = _escape(lv)
-        parts = [head0, e]
+    append = out.append
+    for labels, v in rows:
+        fv = float(v)
+        parts = [h0, _escape(labels[j0])]
         for j, head in rest:
-            lv = labels[j]
-            e = get(lv)
-            if e is None:
-                e = escaped[lv] = _escape(lv)
             parts.append(head)
-            parts.append(e)
-        parts.append(f'"}} {repr(v) if -_INF < v <= 999999.0 else floatToGoString(v)}\n')
+            parts.append(_escape(labels[j]))
+        parts.append(f'"}} {repr(fv) if -_INF < fv <= 999999.0 else fmt(fv)}\n')
         append("".join(parts))
 
 
@@ -196,7 +213,7 @@ def render_text(families: Iterable[Metric], *, drop_created: bool = True) -> byt
         name = _name(mname)
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
         if metric.__class__ is RowsFamily and metric._samples is None:  # type: ignore[attr-defined]
-            _row_lines(metric, out, escaped)  # type: ignore[arg-type]
+            _row_lines(metric, out)  # type: ignore[arg-type]
             continue
         if metric.type not in _MAY_HAVE_OM_SAMPLES:
             _sample_lines(metric.samples, out, escaped)

@@ -108,6 +108,10 @@ def rows_and_classic():
         RowsFamily("agentmon_things_total", "Things.", "counter", ["exchange"], [(("binance",), 42.0), (("okx",), 1)]),
         RowsFamily("agentmon_cache_hits_total", "No labels.", "counter", [], [((), 3.0)]),
         RowsFamily("agentmon_level", "No labels, gauge.", "gauge", [], [((), 2.5)]),
+        RowsFamily("agentmon_pnl", "Two labels, in order.", "gauge", ["exchange", "symbol"],
+                   [(("binance", "BTC"), 1.25), (("ok\"x", ""), -3)]),
+        RowsFamily("agentmon_pnl2", "Two labels, first sorts last.", "gauge", ["symbol", "exchange"],
+                   [(("BTC", "binance"), 1.25), (("new\nline", "okx"), math.inf)]),
     ]
     g = GaugeMetricFamily("agentmon_weird", 'Help with \\ backslash and\nnewline "quotes".', labels=["z", "a", "m"])
     for labels, value in ODD_ROWS:
@@ -115,15 +119,21 @@ def rows_and_classic():
     c = CounterMetricFamily("agentmon_things_total", "Things.", labels=["exchange"])
     c.add_metric(["binance"], 42.0)
     c.add_metric(["okx"], 1)
+    p1 = GaugeMetricFamily("agentmon_pnl", "Two labels, in order.", labels=["exchange", "symbol"])
+    p1.add_metric(["binance", "BTC"], 1.25)
+    p1.add_metric(['ok"x', ""], -3)
+    p2 = GaugeMetricFamily("agentmon_pnl2", "Two labels, first sorts last.", labels=["symbol", "exchange"])
+    p2.add_metric(["BTC", "binance"], 1.25)
+    p2.add_metric(["new\nline", "okx"], math.inf)
     classic = [g, c, CounterMetricFamily("agentmon_cache_hits_total", "No labels.", value=3.0),
-               GaugeMetricFamily("agentmon_level", "No labels, gauge.", value=2.5)]
+               GaugeMetricFamily("agentmon_level", "No labels, gauge.", value=2.5), p1, p2]
     return rows, classic
 
 
 def test_rows_family_renders_like_generate_latest():
     rows, classic = rows_and_classic()
     assert render_text(rows) == reference(classic)
-    assert series_count(rows) == series_count(classic) == 14
+    assert series_count(rows) == series_count(classic) == 18
     assert all(f._samples is None for f in rows)  # rendered and counted without building Samples
 
 
