@@ -236,6 +236,8 @@ FEATURE_ENTRIES = [
     {"name": "positions_open", "type": "gauge", "help": "h", "path": "exchanges[*].positions", "measure": "length",
      "labels": {"exchange": "exchanges[*].name", "idx": "exchanges[*]"}},
     {"name": "cache_enabled", "type": "gauge", "help": "h", "path": "cache.enabled"},
+    {"name": "first_position_total", "type": "counter", "help": "h", "path": "exchanges[*].requests.total",
+     "labels": {"first_symbol": "exchanges[*].positions[0].symbol", "last_pnl": "exchanges[*].positions[-1].pnl"}},
     {"name": "info", "type": "gauge", "help": "h", "value": 1, "labels": {"hits": "cache.hits"}},
 ]
 

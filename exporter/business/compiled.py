@@ -32,23 +32,28 @@ def _bail(reason: str, n: int = 1) -> None:
     raise Bail
 
 
-def _text(value: Any) -> str:
-    from exporter.business.mapping import _label_text
-
-    text = _label_text(value)
-    if text is None:
-        raise Bail
-    return text
-
-
 def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | None:
     """``run(doc) -> {label values: value}`` for a MetricSpec with a path (None for a constant
     entry: one sample, nothing to gain). ``run`` raises Bail when the generic path must decide."""
     if spec.path is None:
         return None
-    from exporter.business.mapping import Mapper
+    from exporter.business.mapping import Mapper, _label_text  # mapping imports this module
 
-    consts: dict[str, Any] = {"Bail": Bail, "MISS": _MISS, "text": _text}
+    def text(value: Any) -> str:
+        """A non-string label value as the generic path words it (numbers, booleans)."""
+        out = _label_text(value)
+        if out is None:
+            raise Bail
+        return out
+
+    def root_label(doc: Any, steps: tuple) -> str:
+        try:
+            value = resolve(doc, steps)
+        except Missing:
+            raise Bail from None
+        return value if value.__class__ is str else text(value)
+
+    consts: dict[str, Any] = {"Bail": Bail, "MISS": _MISS, "text": text, "root_label": root_label}
     counter = iter(range(1_000_000))
 
     def const(value: Any) -> str:
@@ -83,7 +88,6 @@ def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | N
         if not lab.anchor:  # read from the document root: the same for every sample
             root = const(lab.rest)
             lines.append(f"    L{j} = root_label(doc, {root})")
-    consts["root_label"] = _root_label
     ind = "    "
     lines.append(f"{ind}n = doc")
     depth = 0
@@ -128,11 +132,3 @@ def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | N
     run = namespace["run"]
     run.source = source  # for debugging and tests
     return run
-
-
-def _root_label(doc: Any, steps: tuple) -> str:
-    try:
-        value = resolve(doc, steps)
-    except Missing:
-        raise Bail from None
-    return value if value.__class__ is str else _text(value)
