@@ -302,21 +302,26 @@ def big_business(scrapes: int, mode: str) -> dict:
         series, size = count_series(port)
         scrape_series(port, "/metrics", 3, PROM_HEADERS)
         # Reference: the agent alone. Over HTTP, the demo agent answering GET /stats directly (same
-        # client, same number of requests, just before the scrapes); in-process, its provider call.
-        # The scrape time minus this is the exporter's own share (fetch, parse, map, render, gzip).
-        if mode == "http":
-            agent_times, _ = scrape_series(agent_port, "/stats", scrapes, {"Accept": "application/json"})
-        else:
-            agent_times = []
-            for _ in range(scrapes):
+        # client); in-process, its provider call. Half of them just before the scrapes, half just
+        # after, so they bracket the scrapes' time window. The scrape time minus this is the
+        # exporter's own share (fetch, parse, map, render, gzip).
+        def agent_alone(n: int) -> list[float]:
+            if mode == "http":
+                return scrape_series(agent_port, "/stats", n, {"Accept": "application/json"})[0]
+            out = []
+            for _ in range(n):
                 t0 = time.perf_counter()
                 demo.stats()
-                agent_times.append(time.perf_counter() - t0)
+                out.append(time.perf_counter() - t0)
+            return out
+
+        agent_times = agent_alone(scrapes // 2)
         lag.reset()
         c0 = time.process_time()
         times, _ = scrape_series(port, "/metrics", scrapes, PROM_HEADERS)
         cpu = (time.process_time() - c0) / scrapes
         max_lag = lag.max_lag
+        agent_times += agent_alone(scrapes - scrapes // 2)
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(30)
         res = {"series": series, "bytes": size, "median_ms": 1000 * statistics.median(times),
