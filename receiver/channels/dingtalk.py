@@ -22,23 +22,29 @@ from typing import Any, ClassVar
 
 from receiver.channels.base import (
     Channel,
-    Delivered,
     OutboundRequest,
-    PermanentFailure,
     RateLimit,
     RenderedMessage,
-    RetryableFailure,
     SendContext,
     SendResult,
 )
-from receiver.channels.im import classify_http, color_of, json_body, positive_number, shrink_field
-from receiver.channels.util import http_send
+from receiver.channels.im import (
+    CodeTable,
+    color_of,
+    positive_number,
+    post_checked,
+    required_url,
+    shrink_field,
+)
+from receiver.channels.util import HttpAnswer
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
-from receiver.redact import redact_text
 
-THROTTLED = {130101, 410100}  # "send too fast, exceed 20 times per minute"; the robot is blocked ~10 min
-BUSY = {-1}  # "系统繁忙"
+ERRCODES = CodeTable(
+    "DingTalk",
+    throttled=frozenset({130101, 410100}),  # "send too fast, exceed 20 times per minute"; blocked ~10 min
+    busy=frozenset({-1}),  # "系统繁忙"
+)
 MAX_BYTES = 20_000  # errcode 460101 above this
 
 
@@ -73,9 +79,7 @@ class DingTalkChannel(Channel):
 
     def __init__(self, name: str, options: dict[str, Any]):
         super().__init__(name, options)
-        self.url = str(options.get("url") or "")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: required, the robot's webhook URL (https://oapi.dingtalk.com/robot/send?access_token=…)")
+        self.url = required_url(options, "the robot's webhook URL (https://oapi.dingtalk.com/robot/send?access_token=…)")
         self.secret = options.get("secret") or ""
         self.keyword = options.get("keyword") or ""
         self.msgtype = options.get("msgtype", "markdown")
@@ -147,21 +151,9 @@ class DingTalkChannel(Channel):
         return f"{url}{'&' if '?' in url else '?'}timestamp={ts}&sign={sign(self.secret, ts)}"
 
     async def send(self, ctx: SendContext, request: OutboundRequest) -> SendResult:
-        answer = await http_send(ctx, replace(request, url=self.signed_url(request.url)))
-        if isinstance(answer, RetryableFailure):
+        answer = await post_checked(ctx, replace(request, url=self.signed_url(request.url)), ERRCODES.service)
+        if not isinstance(answer, HttpAnswer):
             return answer
-        failure = classify_http(answer, "DingTalk")
-        if failure is not None:
-            return failure
-        data = json_body(answer)
-        if data is None or "errcode" not in data:
-            return RetryableFailure(f"DingTalk: unexpected answer: {redact_text(answer.text[:300])}")
-        code, errmsg = data.get("errcode"), redact_text(str(data.get("errmsg", "")))
-        if code == 0:
-            return Delivered(errmsg or "ok")
-        reason = f"DingTalk errcode {code}: {errmsg}"
-        if code in THROTTLED:
-            return RetryableFailure(reason, retry_after=self.throttle_pause, pause=True)
-        if code in BUSY:
-            return RetryableFailure(reason, retry_after=self.busy_retry_after)
-        return PermanentFailure(reason)
+        return ERRCODES.classify_errcode_body(
+            answer, throttle_pause=self.throttle_pause, busy_retry_after=self.busy_retry_after
+        )

@@ -18,22 +18,30 @@ from typing import Any, ClassVar
 
 from receiver.channels.base import (
     Channel,
-    Delivered,
     OutboundRequest,
-    PermanentFailure,
     RateLimit,
     RenderedMessage,
     RetryableFailure,
     SendContext,
     SendResult,
 )
-from receiver.channels.im import classify_http, color_of, json_body, positive_number, shrink_field
+from receiver.channels.im import (
+    CodeTable,
+    classify_http,
+    color_of,
+    json_body,
+    positive_number,
+    required_url,
+    shrink_field,
+    unexpected_answer,
+)
 from receiver.channels.util import http_send, truncate_chars
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
 from receiver.redact import redact_text
 
-THROTTLED = {11232, 9499}  # "frequency limited" / "too many request"
+# 11232 "frequency limited" / 9499 "too many request"
+CODES = CodeTable("Feishu", code_word="code", throttled=frozenset({11232, 9499}), ok_text="success")
 #: card header template per colour word (Feishu has all of templating's palette)
 HEADER_TEMPLATES = {"red": "red", "orange": "orange", "yellow": "yellow", "blue": "blue", "grey": "grey", "green": "green"}
 MAX_BYTES = 20_000
@@ -71,9 +79,7 @@ class FeishuChannel(Channel):
 
     def __init__(self, name: str, options: dict[str, Any]):
         super().__init__(name, options)
-        self.url = str(options.get("url") or "")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: required, the bot's webhook URL (https://open.feishu.cn/open-apis/bot/v2/hook/…)")
+        self.url = required_url(options, "the bot's webhook URL (https://open.feishu.cn/open-apis/bot/v2/hook/…)")
         self.secret = options.get("secret") or ""
         self.mentions = MentionConfig.parse(options.get("mentions"))
         if self.mentions.uses_mobiles:
@@ -129,13 +135,11 @@ class FeishuChannel(Channel):
         data = json_body(answer)
         code = None if data is None else data.get("code", data.get("StatusCode"))
         msg = "" if data is None else redact_text(str(data.get("msg", data.get("StatusMessage", ""))))
-        if code in THROTTLED:
-            return RetryableFailure(f"Feishu code {code}: {msg}", retry_after=self.throttle_pause, pause=True)
-        failure = classify_http(answer, "Feishu")
+        if code in CODES.throttled:  # a frequency-limit code pauses the target whatever the HTTP status
+            return CODES.classify(code, msg, throttle_pause=self.throttle_pause)
+        failure = classify_http(answer, CODES.service)
         if failure is not None:
             return failure
         if code is None:
-            return RetryableFailure(f"Feishu: unexpected answer: {redact_text(answer.text[:300])}")
-        if code == 0:
-            return Delivered(msg or "success")
-        return PermanentFailure(f"Feishu code {code}: {msg}")
+            return unexpected_answer(CODES.service, answer)
+        return CODES.classify(code, msg, throttle_pause=self.throttle_pause)

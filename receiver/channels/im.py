@@ -4,18 +4,30 @@
   alert, ``green`` when nothing fires), so each channel maps one word to its palette.
 - ``shrink_field``: the last-resort cut that makes a request fit the service's size limit, found
   by bisection over ``build()`` + ``oversize()`` so JSON escaping and extra fields are accounted for.
-- ``classify_http``: the HTTP-status part of answer classification every channel shares.
+- ``classify_http``: the HTTP-status part of answer classification every channel shares;
+  ``post_checked`` = send + that part, for channels whose body matters only on 2xx.
+- ``CodeTable``: services that answer 200 with a verdict code in the body (DingTalk/WeCom
+  ``errcode``, Feishu ``code``) declare which codes throttle (pause the target) and which mean
+  "busy" (retry later); 0 is delivered, any other code permanent.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from receiver.channels.base import OutboundRequest, PermanentFailure, RenderedMessage, RetryableFailure
-from receiver.channels.util import HttpAnswer, parse_retry_after, truncate_bytes
+from receiver.channels.base import (
+    Delivered,
+    OutboundRequest,
+    PermanentFailure,
+    RenderedMessage,
+    RetryableFailure,
+    SendContext,
+    SendResult,
+)
+from receiver.channels.util import HttpAnswer, http_send, parse_retry_after, truncate_bytes
 from receiver.model import Notification
 from receiver.redact import redact_text
 from receiver.templating import g_severity_color, highest_severity
@@ -72,6 +84,57 @@ def classify_http(answer: HttpAnswer, service: str) -> RetryableFailure | Perman
     return PermanentFailure(reason)
 
 
+async def post_checked(
+    ctx: SendContext, request: OutboundRequest, service: str
+) -> HttpAnswer | RetryableFailure | PermanentFailure:
+    """Send ``request``; the answer if it is 2xx, else the failure (connection error or status)."""
+    answer = await http_send(ctx, request)
+    if isinstance(answer, RetryableFailure):
+        return answer
+    return classify_http(answer, service) or answer
+
+
+def unexpected_answer(service: str, answer: HttpAnswer) -> RetryableFailure:
+    """A 2xx answer the channel cannot read (a proxy's page, a changed API): retried, never dropped."""
+    return RetryableFailure(f"{service}: unexpected answer: {redact_text(answer.text[:300])}")
+
+
+@dataclass(frozen=True)
+class CodeTable:
+    """How a service's verdict code in the answer body maps to a send result."""
+
+    service: str  # starts every reason ("DingTalk errcode 130101: …")
+    code_word: str = "errcode"  # how reasons name the code
+    throttled: frozenset[int] = frozenset()  # the target is blocked: pause it for throttle_pause
+    busy: frozenset[int] = frozenset()  # transient: retry this message after busy_retry_after
+    ok_text: str = "ok"  # Delivered detail when the service sends no message
+
+    def classify(
+        self, code: Any, message: str, *, throttle_pause: float, busy_retry_after: float | None = None
+    ) -> SendResult:
+        """0 is delivered, throttled codes pause the target, busy codes retry, the rest is permanent."""
+        if code == 0:
+            return Delivered(message or self.ok_text)
+        reason = f"{self.service} {self.code_word} {code}: {message}"
+        if code in self.throttled:
+            return RetryableFailure(reason, retry_after=throttle_pause, pause=True)
+        if code in self.busy:
+            return RetryableFailure(reason, retry_after=busy_retry_after)
+        return PermanentFailure(reason)
+
+    def classify_errcode_body(
+        self, answer: HttpAnswer, *, throttle_pause: float, busy_retry_after: float | None = None
+    ) -> SendResult:
+        """A 2xx ``{"errcode": …, "errmsg": …}`` answer (DingTalk, WeCom)."""
+        data = json_body(answer)
+        if data is None or "errcode" not in data:
+            return unexpected_answer(self.service, answer)
+        message = redact_text(str(data.get("errmsg", "")))
+        return self.classify(
+            data.get("errcode"), message, throttle_pause=throttle_pause, busy_retry_after=busy_retry_after
+        )
+
+
 def json_body(answer: HttpAnswer) -> dict[str, Any] | None:
     try:
         data = json.loads(answer.text)
@@ -85,6 +148,14 @@ def _header(answer: HttpAnswer, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+def required_url(options: dict[str, Any], what: str) -> str:
+    """The ``url`` option, which must be http(s); ``what`` describes it in the error (with an example)."""
+    url = str(options.get("url") or "")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"url: required, {what}")
+    return url
 
 
 def positive_number(options: dict[str, Any], key: str, default: float) -> float:

@@ -20,12 +20,18 @@ from receiver.channels.base import (
     PermanentFailure,
     RateLimit,
     RenderedMessage,
-    RetryableFailure,
     SendContext,
     SendResult,
 )
-from receiver.channels.im import classify_http, color_of, json_body, positive_number, shrink_field
-from receiver.channels.util import http_send, truncate_chars
+from receiver.channels.im import (
+    color_of,
+    json_body,
+    positive_number,
+    post_checked,
+    required_url,
+    shrink_field,
+)
+from receiver.channels.util import HttpAnswer, truncate_chars
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
 from receiver.redact import redact_text
@@ -83,9 +89,7 @@ class SlackChannel(Channel):
 
     def __init__(self, name: str, options: dict[str, Any]):
         super().__init__(name, options)
-        self.url = str(options.get("url") or "")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: required, the incoming webhook URL (https://hooks.slack.com/services/…)")
+        self.url = required_url(options, "the incoming webhook URL (https://hooks.slack.com/services/…)")
         self.mentions = MentionConfig.parse(options.get("mentions"))
         if self.mentions.uses_mobiles:
             raise ValueError("mentions: Slack cannot mention by mobile; use user_ids (member ids like U012AB3CD)")
@@ -134,12 +138,9 @@ class SlackChannel(Channel):
         return shrink_field(message, "text", self.build, self.oversize)
 
     async def send(self, ctx: SendContext, request: OutboundRequest) -> SendResult:
-        answer = await http_send(ctx, request)
-        if isinstance(answer, RetryableFailure):
+        answer = await post_checked(ctx, request, "Slack")
+        if not isinstance(answer, HttpAnswer):
             return answer
-        failure = classify_http(answer, "Slack")
-        if failure is not None:
-            return failure
         data = json_body(answer)
         if data is not None and data.get("ok") is False:  # the API-style answer AM's notifier also handles
             return PermanentFailure(f"Slack: {redact_text(str(data.get('error', 'not ok')))}")

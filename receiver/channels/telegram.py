@@ -25,7 +25,14 @@ from receiver.channels.base import (
     SendContext,
     SendResult,
 )
-from receiver.channels.im import classify_http, color_of, json_body, positive_number, shrink_field
+from receiver.channels.im import (
+    classify_http,
+    color_of,
+    json_body,
+    positive_number,
+    shrink_field,
+    unexpected_answer,
+)
 from receiver.channels.util import http_send
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
@@ -160,4 +167,4 @@ class TelegramChannel(Channel):
         failure = classify_http(answer, "Telegram")
         if failure is not None:
             return failure
-        return RetryableFailure(f"Telegram: unexpected answer: {redact_text(answer.text[:300])}")
+        return unexpected_answer("Telegram", answer)

@@ -18,23 +18,25 @@ from typing import Any, ClassVar
 
 from receiver.channels.base import (
     Channel,
-    Delivered,
     OutboundRequest,
-    PermanentFailure,
     RateLimit,
     RenderedMessage,
-    RetryableFailure,
     SendContext,
     SendResult,
 )
-from receiver.channels.im import classify_http, color_of, json_body, positive_number, shrink_field
-from receiver.channels.util import http_send
+from receiver.channels.im import (
+    CodeTable,
+    color_of,
+    positive_number,
+    post_checked,
+    required_url,
+    shrink_field,
+)
+from receiver.channels.util import HttpAnswer
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
-from receiver.redact import redact_text
 
-THROTTLED = {45009}  # "api freq out of limit"
-BUSY = {-1}
+ERRCODES = CodeTable("WeCom", throttled=frozenset({45009}), busy=frozenset({-1}))  # 45009 "api freq out of limit"
 DEFAULT_MAX_BYTES = {"markdown": 4096, "markdown_v2": 4096, "text": 2048}
 #: <font color> per colour word (WeCom markdown knows only warning=orange-red, info=green, comment=grey)
 FONT_COLORS = {"red": "warning", "orange": "warning", "yellow": "warning", "blue": "comment", "grey": "comment", "green": "info"}
@@ -63,9 +65,7 @@ class WeComChannel(Channel):
 
     def __init__(self, name: str, options: dict[str, Any]):
         super().__init__(name, options)
-        self.url = str(options.get("url") or "")
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: required, the robot's webhook URL (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…)")
+        self.url = required_url(options, "the robot's webhook URL (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…)")
         self.msgtype = options.get("msgtype", "markdown")
         if self.msgtype not in DEFAULT_MAX_BYTES:
             raise ValueError(f"msgtype: must be markdown, markdown_v2 or text, got {self.msgtype!r}")
@@ -125,21 +125,9 @@ class WeComChannel(Channel):
         return shrink_field(message, "text", self.build, self.oversize)
 
     async def send(self, ctx: SendContext, request: OutboundRequest) -> SendResult:
-        answer = await http_send(ctx, request)
-        if isinstance(answer, RetryableFailure):
+        answer = await post_checked(ctx, request, ERRCODES.service)
+        if not isinstance(answer, HttpAnswer):
             return answer
-        failure = classify_http(answer, "WeCom")
-        if failure is not None:
-            return failure
-        data = json_body(answer)
-        if data is None or "errcode" not in data:
-            return RetryableFailure(f"WeCom: unexpected answer: {redact_text(answer.text[:300])}")
-        code, errmsg = data.get("errcode"), redact_text(str(data.get("errmsg", "")))
-        if code == 0:
-            return Delivered(errmsg or "ok")
-        reason = f"WeCom errcode {code}: {errmsg}"
-        if code in THROTTLED:
-            return RetryableFailure(reason, retry_after=self.throttle_pause, pause=True)
-        if code in BUSY:
-            return RetryableFailure(reason, retry_after=self.busy_retry_after)
-        return PermanentFailure(reason)
+        return ERRCODES.classify_errcode_body(
+            answer, throttle_pause=self.throttle_pause, busy_retry_after=self.busy_retry_after
+        )
