@@ -6,15 +6,15 @@ from __future__ import annotations
 import time
 import urllib.parse
 
-import aiohttp
 import pytest
 from fakes import FakeDingTalk, running
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from fakes.dingtalk import expected_sign, fired_mentions
 from fakes.harness import BIG, GOLDEN_FIXTURES, compose_fixture, make_channel, notification
 from helpers.golden import assert_golden  # noqa: F401  (re-exported for UPDATE_GOLDEN discoverability)
 from helpers.procs import free_port
 
-from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.dingtalk import DingTalkChannel, sign
 from receiver.redact import redact_text
 
@@ -24,16 +24,6 @@ MENTIONS = {
     "people_label": "team",
     "people": {"payments": {"mobiles": ["13900000001"], "user_ids": ["lisi"]}},
 }
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def ctx(session: aiohttp.ClientSession) -> SendContext:
-    return SendContext(session=session, timeout=5)
 
 
 # -- golden -----------------------------------------------------------------------------------

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 import pytest
 from fakes import FakeFeishu, running
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from fakes.feishu import expected_sign
 from fakes.harness import BIG, GOLDEN_FIXTURES, check_golden, compose_fixture, make_channel
 
-from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.feishu import FeishuChannel, sign
 
 URL = "https://open.feishu.cn/open-apis/bot/v2/hook/HOOKSECRET"
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def ctx(session):
-    return SendContext(session=session, timeout=5)
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])

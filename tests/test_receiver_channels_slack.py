@@ -3,25 +3,15 @@ and answer classification (ok / 4xx text codes / 429 + Retry-After) against the 
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from fakes import FakeSlack, running
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from fakes.harness import BIG, GOLDEN_FIXTURES, check_golden, compose_fixture, make_channel
 
-from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.slack import SlackChannel, pack_sections
 
 URL = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def ctx(session):
-    return SendContext(session=session, timeout=5)
 
 
 def all_blocks(body):

@@ -3,26 +3,16 @@ the 4096-character limit, 429 retry_after and permanent errors with Telegram's d
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from fakes import FakeTelegram, running
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from fakes.harness import BIG, GOLDEN_FIXTURES, check_golden, compose_fixture, make_channel
 from fakes.telegram import visible_text
 
-from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.telegram import TelegramChannel, cut_html
 
 TOKEN = "123456:ABCdefSECRET"
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def ctx(session):
-    return SendContext(session=session, timeout=5)
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import aiohttp
 import pytest
 from aiohttp import web
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from helpers.golden import FIXED_NOW, OWN_FIXTURES, load_notification
 from helpers.procs import free_port
 
 from receiver.channels import load_registry
-from receiver.channels.base import Delivered, PermanentFailure, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RetryableFailure
 from receiver.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookChannel, sign, verify
 from receiver.compose import compose, compose_message
 from receiver.config import TargetConfig
@@ -43,12 +43,6 @@ async def far_end(aiohttp_server):
     return fe
 
 
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def target(lang="en") -> TargetConfig:
     return TargetConfig(name="hook", type="webhook", options={}, language=lang, timezone="UTC")
 
@@ -74,7 +68,7 @@ def test_registered_and_validation():
 async def test_posts_normalized_notification_with_idempotency_key(far_end, session):
     n = notif()
     ch = WebhookChannel("hook", {"url": far_end.url, "headers": {"Authorization": "Bearer abc"}})
-    result = await ch.send(SendContext(session=session, timeout=5), request_for(ch, [n]))
+    result = await ch.send(ctx(session), request_for(ch, [n]))
     assert isinstance(result, Delivered)
     headers, raw = far_end.requests[0]
     body = json.loads(raw)
@@ -92,7 +86,7 @@ async def test_posts_normalized_notification_with_idempotency_key(far_end, sessi
 
 async def test_hmac_signature_verifies(far_end, session):
     ch = WebhookChannel("hook", {"url": far_end.url, "hmac_secret": SECRET})
-    assert isinstance(await ch.send(SendContext(session=session, timeout=5), request_for(ch, [notif()])), Delivered)
+    assert isinstance(await ch.send(ctx(session), request_for(ch, [notif()])), Delivered)
     headers, raw = far_end.requests[0]
     ts, sig = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
     assert sig == sign(SECRET, ts, raw) and sig.startswith("sha256=")
@@ -105,7 +99,7 @@ async def test_hmac_signature_verifies(far_end, session):
 async def test_digest_body(far_end, session):
     a, b = notif("tpl_one_alert.json"), notif("tpl_resolved.json")
     ch = WebhookChannel("hook", {"url": far_end.url})
-    await ch.send(SendContext(session=session, timeout=5), request_for(ch, [a, b]))
+    await ch.send(ctx(session), request_for(ch, [a, b]))
     headers, raw = far_end.requests[0]
     body = json.loads(raw)
     assert body["digest"] is True and [x["id"] for x in body["notifications"]] == [a.id, b.id]
@@ -129,7 +123,7 @@ async def test_digest_body(far_end, session):
 async def test_answers_are_classified(far_end, session, status, headers, kind, retry_after):
     far_end.reply = lambda: web.Response(status=status, text="" if status == 204 else f"answer {status} token=abc", headers=headers)
     ch = WebhookChannel("hook", {"url": far_end.url})
-    result = await ch.send(SendContext(session=session, timeout=5), request_for(ch, [notif()]))
+    result = await ch.send(ctx(session), request_for(ch, [notif()]))
     assert isinstance(result, kind), result
     if kind is RetryableFailure:
         assert result.retry_after == retry_after
@@ -139,7 +133,7 @@ async def test_answers_are_classified(far_end, session, status, headers, kind, r
 
 async def test_connection_refused_is_retryable(session):
     ch = WebhookChannel("hook", {"url": f"http://127.0.0.1:{free_port()}/hook"})
-    result = await ch.send(SendContext(session=session, timeout=5), request_for(ch, [notif()]))
+    result = await ch.send(ctx(session), request_for(ch, [notif()]))
     assert isinstance(result, RetryableFailure) and "connection" in result.reason
 
 

@@ -3,27 +3,17 @@ classification against the local fake robot (tests/fakes/wecom.py)."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from fakes import FakeWeCom, running
+from fakes.client import ctx, session_fixture  # noqa: F401  (the "session" fixture)
 from fakes.harness import BIG, GOLDEN_FIXTURES, check_golden, compose_fixture, make_channel
 from helpers.procs import free_port
 
-from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure, SendContext
+from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.wecom import WeComChannel
 
 URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEYSECRET"
 PEOPLE = {"people_label": "team", "people": {"payments": {"user_ids": ["zhangsan"], "mobiles": ["13900000001"]}}}
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def ctx(session):
-    return SendContext(session=session, timeout=5)
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
