@@ -465,15 +465,21 @@ def alerts_dashboard() -> dict:
                      [ALERTMANAGER_VAR, *RECEIVER_VARS], rows)
 
 
+def up_and_config_stats(name: str, what: str, prefix: str, selector: str) -> list[Panel]:
+    """Scrapeable, last reload ok, config age: the same three stats for each of our processes."""
+    return [
+        stat(f"{name} up", "bool_yes_no", f"Prometheus can scrape {what}.", (f"up{{{selector}}}", "{{instance}}")),
+        stat(f"{name} config reload", "bool_yes_no", "0 after a failed reload (the old config is kept).",
+             (f"{prefix}_config_last_reload_successful{{{selector}}}", "{{instance}}")),
+        stat(f"{name} config age", "s", "Time since the last successful configuration (re)load.",
+             (f"time() - {prefix}_config_last_reload_success_timestamp_seconds{{{selector}}}", "{{instance}}")),
+    ]
+
+
 def health_dashboard() -> dict:
     rows = [
         Row("Exporter", [
-            stat("Exporter up", "bool_yes_no", "Prometheus can scrape the exporter.",
-                 (f"up{{{S}}}", "{{instance}}")),
-            stat("Exporter config reload", "bool_yes_no", "0 after a failed reload (the old config is kept).",
-                 (f"agentmon_config_last_reload_successful{{{S}}}", "{{instance}}")),
-            stat("Exporter config age", "s", "Time since the last successful configuration (re)load.",
-                 (f"time() - agentmon_config_last_reload_success_timestamp_seconds{{{S}}}", "{{instance}}")),
+            *up_and_config_stats("Exporter", "the exporter", "agentmon", S),
             stat("Failing collectors", "none", "Collectors that failed in the last scrape.",
                  (f"count by (instance) (agentmon_scrape_collector_success{{{S}}} == 0) or vector(0)", "failing")),
             ts("Collector duration", "s", "Time each collector took in the last scrape.",
@@ -491,12 +497,7 @@ def health_dashboard() -> dict:
                 "{{instance}} mapping errors {{metric}}"), min=0),
         ]),
         Row("Receiver", [
-            stat("Receiver up", "bool_yes_no", "Prometheus can scrape the alert receiver.",
-                 (f"up{{{R}}}", "{{instance}}")),
-            stat("Receiver config reload", "bool_yes_no", "0 after a failed reload (the old config is kept).",
-                 (f"alert_receiver_config_last_reload_successful{{{R}}}", "{{instance}}")),
-            stat("Receiver config age", "s", "Time since the last successful configuration (re)load.",
-                 (f"time() - alert_receiver_config_last_reload_success_timestamp_seconds{{{R}}}", "{{instance}}")),
+            *up_and_config_stats("Receiver", "the alert receiver", "alert_receiver", R),
             stat("Pending jobs", "short", "Delivery jobs waiting in the outbox, all targets.",
                  (f"sum(alert_receiver_queue_jobs{{{R}}})", "pending")),
             ts("Receiver scrape duration", "s", "Scrape duration of the receiver as Prometheus sees it.",
