@@ -2,7 +2,10 @@
 
 Why: integration tests run real Prometheus / AlertManager / Pushgateway / our own processes.
 They must bind random free ports on 127.0.0.1, fail with the process's own output when it
-does not come up, and never leave processes behind.
+does not come up, and never leave processes behind. The mechanics (free port, readiness poll,
+SIGTERM-then-SIGKILL by PID) are ``agentmon.procs``; this module adds what tests want on top:
+a temp log per process whose whole text stays readable after stop, ``ProcessStartError`` with
+that text, and the ``processes`` fixture.
 
 Usage::
 
@@ -28,25 +31,18 @@ teardown; import it into a test module (``from helpers.procs import processes  #
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from agentmon import procs as base
+from agentmon.procs import free_port
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free on ``host`` a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+__all__ = ["Proc", "ProcessStartError", "free_port", "processes", "start_process"]
 
 
 class ProcessStartError(RuntimeError):
@@ -54,18 +50,11 @@ class ProcessStartError(RuntimeError):
 
 
 @dataclass
-class Proc:
-    """A started process: its argv, PID and combined stdout/stderr log file."""
+class Proc(base.Proc):
+    """``agentmon.procs.Proc`` plus what tests read: the whole output (kept after stop) and a temp log."""
 
-    argv: list[str]
-    popen: subprocess.Popen = field(repr=False)
-    log_path: Path
     owns_log: bool = False  # a temp log we created: removed by stop(), its text kept for output()
     _final_output: str | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
 
     def output(self) -> str:
         """Everything the process wrote to stdout/stderr so far (also after stop())."""
@@ -77,41 +66,24 @@ class Proc:
             return ""
 
     def running(self) -> bool:
-        return self.popen.poll() is None
+        return self.alive()
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the process (by its PID only), SIGKILL after ``timeout``; return its exit code.
 
         Safe to call more than once.
         """
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=timeout)
+        code = super().stop(timeout)
         if self.owns_log and self._final_output is None:
             self._final_output = self.output()
             self.log_path.unlink(missing_ok=True)
-        return self.popen.returncode
+        return code
 
     def __enter__(self) -> Proc:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _is_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback test URL
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
 
 
 def start_process(
@@ -141,22 +113,21 @@ def start_process(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=full_env, cwd=cwd, start_new_session=True,
         )
-    proc = Proc(argv=argv, popen=popen, log_path=log_path, owns_log=owns_log)
-    deadline = time.monotonic() + timeout
-    while True:
-        if popen.poll() is not None:
-            proc.stop()
-            raise ProcessStartError(
-                f"{argv[0]} exited with code {popen.returncode} before it was ready:\n{proc.output()}"
-            )
-        if ready_url is None or _is_ready(ready_url):
+    proc = Proc(Path(argv[0]).name, argv, popen, log_path, ready_url, dict(env or {}), owns_log=owns_log)
+    if ready_url is not None:
+        try:
+            base.wait_http(ready_url, timeout, proc)
+        except (RuntimeError, TimeoutError):
+            pass  # reported below with the whole output rather than the log tail
+        else:
             return proc
-        if time.monotonic() > deadline:
-            proc.stop()
-            raise ProcessStartError(
-                f"{argv[0]} not ready at {ready_url} within {timeout:.0f}s:\n{proc.output()}"
-            )
-        time.sleep(0.05)
+    if popen.poll() is not None:
+        proc.stop()
+        raise ProcessStartError(f"{argv[0]} exited with code {popen.returncode} before it was ready:\n{proc.output()}")
+    if ready_url is None:
+        return proc
+    proc.stop()
+    raise ProcessStartError(f"{argv[0]} not ready at {ready_url} within {timeout:.0f}s:\n{proc.output()}")
 
 
 @pytest.fixture
