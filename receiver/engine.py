@@ -107,6 +107,7 @@ class TargetWorker:
         self.last_error: str | None = None
         self.session: aiohttp.ClientSession | None = None
         self.task: asyncio.Task | None = None
+        self._stopping = False
 
     @property
     def name(self) -> str:
@@ -118,10 +119,13 @@ class TargetWorker:
         self.wake_event.set()  # resume whatever is pending from before a restart
 
     async def stop(self) -> None:
+        """Stop the worker for sure: Python 3.11's wait_for can swallow a cancel that races with
+        completion, so the loop also checks a flag and the cancel is repeated until the task ends."""
+        self._stopping = True
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            while not self.task.done():
+                self.task.cancel()
+                await asyncio.wait({self.task}, timeout=1.0)
         if self.session is not None:
             await self.session.close()
 
@@ -140,7 +144,7 @@ class TargetWorker:
         }
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._step()
             except asyncio.CancelledError:
