@@ -19,10 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentmon.configload import ConfigError
 from receiver.auth import authorized, challenge
-from receiver.compose import notification_to_dict
+from receiver.compose import notification_to_dict, request_body_text
 from receiver.ingest import IngestError, ingest, prepare
 from receiver.redact import redact_text, redact_url
-from receiver.runtime import Runtime, request_as_text
+from receiver.runtime import Runtime
 from receiver.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ async def api_render(request: web.Request) -> web.Response:
         "method": req.method,
         "url": redact_url(req.url) if req.url else "",
         "json": req.json,
-        "body": request_as_text(req),
+        "body": request_body_text(req),
         "notification": notification_to_dict(notification),
     }})
 

@@ -21,8 +21,9 @@ from agentmon import __version__
 from agentmon.cliflags import add_common_flags, split_host_port
 from agentmon.configload import ConfigError
 from agentmon.logsetup import setup_logging
+from receiver.compose import request_body_text
 from receiver.ingest import IngestError, ingest
-from receiver.runtime import Runtime, load, request_as_text
+from receiver.runtime import Runtime, load
 
 log = logging.getLogger("receiver")
 
@@ -151,7 +152,7 @@ def render_main(argv: list[str]) -> int:
         loaded.channels[args.target], loaded.templates, target, [notification],
         on_template_error=lambda m: print(f"warning: custom template failed, default used: {m}", file=sys.stderr),
     )
-    print(request_as_text(request))
+    print(request_body_text(request))
     return 0
 
 

@@ -453,24 +453,29 @@ class _Composer:
 # ---------------------------------------------------------------------------------------------
 
 
+def request_body_text(req: OutboundRequest) -> str:
+    """The body a channel would send, readable: JSON pretty-printed, an e-mail decoded part by part."""
+    if isinstance(req.payload, EmailMessage):
+        return email_preview(req.payload)
+    if req.json is not None:
+        return json.dumps(req.json, ensure_ascii=False, indent=2)
+    if req.data is not None:
+        try:
+            return json.dumps(json.loads(req.data), ensure_ascii=False, indent=2)
+        except ValueError:
+            return req.data.decode("utf-8", "replace")
+    return json.dumps(req.payload, ensure_ascii=False, indent=2, default=str) if req.payload is not None else ""
+
+
 def render_preview(channel: Channel, templates: Templates, target: TargetLike, notification: Notification) -> str:
     """What ``channel`` would receive for ``notification``: the MIME message for e-mail, the JSON
     body (pretty, preceded by ``POST <url>`` with secrets redacted) for HTTP channels."""
     errors: list[str] = []
     _, req = compose_message(channel, templates, target, [notification], on_template_error=errors.append)
     head = "".join(f"# template error: {e}\n" for e in errors)
-    if isinstance(req.payload, EmailMessage):
-        return head + email_preview(req.payload)
-    if req.url:
-        body: Any = req.json
-        if body is None:
-            raw = req.body_bytes()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                return head + f"{req.method} {redact_url(req.url)}\n\n" + raw.decode("utf-8", "replace")
-        return head + f"{req.method} {redact_url(req.url)}\n\n" + json.dumps(body, ensure_ascii=False, indent=2)
-    return head + json.dumps(req.payload if req.payload is not None else req.json, ensure_ascii=False, indent=2, default=str)
+    if req.url and not isinstance(req.payload, EmailMessage):
+        head += f"{req.method} {redact_url(req.url)}\n\n"
+    return head + request_body_text(req)
 
 
 def email_preview(msg: EmailMessage) -> str:

@@ -72,9 +72,9 @@ def ssl_context(target: TargetConfig) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=target.ca_file) if target.ca_file else ssl.create_default_context()
 
 
-def make_session(target: TargetConfig) -> aiohttp.ClientSession:
+def make_session(context: ssl.SSLContext) -> aiohttp.ClientSession:
     """One pooled session per target; trust_env honours HTTP(S)_PROXY/NO_PROXY when no proxy_url is set."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context(target), limit=4), trust_env=True)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=4), trust_env=True)
 
 
 class TargetWorker:
@@ -106,6 +106,7 @@ class TargetWorker:
         self.sending = 0
         self.last_error: str | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.ssl = ssl_context(target)  # HTTP sessions and SMTP verify against the same CAs
         self.task: asyncio.Task | None = None
         self._stopping = False
 
@@ -114,7 +115,7 @@ class TargetWorker:
         return self.target.name
 
     def start(self) -> None:
-        self.session = make_session(self.target)
+        self.session = make_session(self.ssl)
         self.task = asyncio.create_task(self._run(), name=f"deliver:{self.name}")
         self.wake_event.set()  # resume whatever is pending from before a restart
 
@@ -195,7 +196,8 @@ class TargetWorker:
         except Exception as exc:
             return PermanentFailure(f"cannot compose the message: {type(exc).__name__}: {redact_text(str(exc))}")
         self.bucket.take()
-        ctx = SendContext(session=self.session, timeout=self.target.timeout, proxy=self.target.proxy_url)
+        ctx = SendContext(session=self.session, timeout=self.target.timeout, proxy=self.target.proxy_url,
+                          ssl_context=self.ssl)
         try:
             return await asyncio.wait_for(self.channel.send(ctx, request), self.target.timeout + SEND_GRACE)
         except TimeoutError:

@@ -184,20 +184,3 @@ class Runtime:
                     log.info("pruned old notifications", extra={"count": removed})
             except Exception as exc:  # never let housekeeping kill the process
                 log.error("prune failed", extra={"err": str(exc)})
-
-
-def request_as_text(request: OutboundRequest) -> str:
-    """The exact body a channel would send (JSON pretty-printed, an email as its MIME text)."""
-    import json
-
-    if request.json is not None:
-        return json.dumps(request.json, ensure_ascii=False, indent=2)
-    if request.data is not None:
-        return request.data.decode("utf-8", "replace")
-    payload = request.payload
-    if payload is None:
-        return ""
-    as_string = getattr(payload, "as_string", None)
-    if callable(as_string):
-        return as_string()
-    return json.dumps(payload, ensure_ascii=False, indent=2, default=str)
