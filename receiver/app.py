@@ -8,10 +8,12 @@ requests that can never succeed (bad JSON, schema, unknown route, too large, una
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -119,12 +121,28 @@ async def post_alerts(request: web.Request) -> web.Response:
 
 # -- API -------------------------------------------------------------------------------------------
 
+ApiHandler = Callable[[Runtime, web.Request], Awaitable[web.Response]]
 
-async def api_status(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
+
+def _api(handler: ApiHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap an API/operational handler: inbound auth first, an unavailable store answers 503."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        rt = request.app[RUNTIME]
+        denied = _check_auth(rt, request)
+        if denied:
+            return denied
+        try:
+            return await handler(rt, request)
+        except StoreUnavailable as exc:
+            return _error(503, "store_unavailable", str(exc))
+
+    return wrapped
+
+
+@_api
+async def api_status(rt: Runtime, request: web.Request) -> web.Response:
     try:
         stats = await rt.store.queue_stats()
         counts = await rt.store.counts()
@@ -153,57 +171,37 @@ def _registry_of(rt: Runtime) -> dict[str, type]:
     return {type(c).type: type(c) for c in rt.loaded.channels.values()}
 
 
-async def api_dead_letters(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
-    try:
-        rows = await rt.store.dead_letters(_limit(request, 100))
-    except StoreUnavailable as exc:
-        return _error(503, "store_unavailable", str(exc))
+@_api
+async def api_dead_letters(rt: Runtime, request: web.Request) -> web.Response:
+    rows = await rt.store.dead_letters(_limit(request, 100))
     for row in rows:
         row["reason"] = redact_text(row["reason"] or "")
     return _json({"status": "success", "data": rows})
 
 
-async def api_retry_dead_letters(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
+@_api
+async def api_retry_dead_letters(rt: Runtime, request: web.Request) -> web.Response:
     job = request.query.get("job_id")
     try:
         count = await rt.store.retry_dead(int(job) if job else None)
     except ValueError:
         return _error(400, "bad_data", "job_id must be an integer")
-    except StoreUnavailable as exc:
-        return _error(503, "store_unavailable", str(exc))
     rt.engine.wake(rt.config.targets)
     return _json({"status": "success", "data": {"requeued": count}})
 
 
-async def api_notifications(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
-    try:
-        rows = await rt.store.recent_notifications(_limit(request, 50))
-    except StoreUnavailable as exc:
-        return _error(503, "store_unavailable", str(exc))
+@_api
+async def api_notifications(rt: Runtime, request: web.Request) -> web.Response:
+    rows = await rt.store.recent_notifications(_limit(request, 50))
     for row in rows:
         for d in row["deliveries"]:
             d["last_error"] = redact_text(d["last_error"]) if d["last_error"] else None
     return _json({"status": "success", "data": rows})
 
 
-async def api_render(request: web.Request) -> web.Response:
+@_api
+async def api_render(rt: Runtime, request: web.Request) -> web.Response:
     """POST an AlertManager payload, get back exactly what ``?target=`` would receive (nothing sent)."""
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
     name = request.query.get("target", "")
     if name not in rt.config.targets:
         known = ", ".join(sorted(rt.config.targets))
@@ -251,11 +249,8 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(text="alert-receiver is not ready: the outbox is not open.\n", status=503)
 
 
-async def reload(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    denied = _check_auth(rt, request)
-    if denied:
-        return denied
+@_api
+async def reload(rt: Runtime, request: web.Request) -> web.Response:
     try:
         await rt.reload()
     except ConfigError as exc:
