@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email
+import email.policy
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiosmtpd.controller import Controller
 from helpers import receiver_app
 from helpers.procs import free_port, start_process
 from helpers.receiver import FIXTURES, payload
@@ -125,15 +128,30 @@ def test_render_subcommand_prints_the_body(tmp_path):
 
 
 @pytest.mark.skipif(AM_BIN is None, reason="prometheus-alertmanager not installed (make system-deps)")
-async def test_real_alertmanager_reaches_the_sink(tmp_path, sink):
+class _Mailbox:
+    """aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+async def test_real_alertmanager_reaches_the_sink_and_the_mail_server(tmp_path, sink):
     port = free_port()
+    mailbox, smtp_port = _Mailbox(), free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
     rec = start_receiver(tmp_path, f"""
 auth:
   basic_auth: {{username: alertmanager, password: s3cret-pw}}
 routes:
-  critical: [hook]
+  critical: [hook, oncall-mail]
 targets:
   hook: {{type: webhook, url: "{sink.url}"}}
+  oncall-mail: {{type: email, smarthost: "127.0.0.1:{smtp_port}", from: "alerts@example.com", to: [oncall@example.com]}}
 """, port)
     am_port = free_port()
     am_cfg = tmp_path / "am.yml"
@@ -177,9 +195,19 @@ receivers:
         assert 'alert_receiver_notifications_received_total{route="critical",status="firing"} 1.0' in text
         assert 'alert_receiver_deliveries_total{channel="webhook",outcome="delivered",target="hook"} 1.0' in text
         assert "alert_receiver_notifications_received_created" not in text
+        # the same notification reached the real SMTP server as one multipart mail
+        for _ in range(100):
+            if mailbox.messages:
+                break
+            await asyncio.sleep(0.1)
+        [mail] = mailbox.messages
+        assert mail["To"] == "oncall@example.com" and "DiskFull" in mail["Subject"]
+        assert {p.get_content_type() for p in mail.iter_parts()} == {"text/plain", "text/html"}
+        assert "disk 97% full" in mail.get_body(("plain",)).get_content()
     finally:
         am.stop()
         rec.stop()
+        smtp.stop()
 
 
 def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(tmp_path, sink):
