@@ -110,7 +110,7 @@ async def post_alerts(request: web.Request) -> web.Response:
         rt.metrics.deduplicated.labels(route=route).inc()
         log.info("duplicate notification acknowledged", extra={"route": route, "duplicate_of": result.duplicate_of})
         return _json({"status": "success", "deduplicated": True, "duplicate_of": result.duplicate_of})
-    rt.metrics.received.labels(route=route, status=notification.status).inc()
+    rt.metrics.received_child(route, notification.status).inc()
     rt.engine.wake(targets)
     log.debug("notification accepted", extra={"route": route, "id": notification.id, "targets": targets})
     return _json({

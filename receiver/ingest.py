@@ -69,10 +69,11 @@ def check_content_type(content_type: str | None) -> None:
 
 
 def _decode(body: bytes) -> str:
+    bom = 3 if body.startswith(b"\xef\xbb\xbf") else 0  # bytes.decode("utf-8-sig") runs a Python-level codec
     try:
-        text = body.decode("utf-8-sig")
+        text = (body[3:] if bom else body).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise IngestError(400, "not_json", f"the body is not valid JSON: not UTF-8 at byte {exc.start}") from None
+        raise IngestError(400, "not_json", f"the body is not valid JSON: not UTF-8 at byte {exc.start + bom}") from None
     if not text.strip():
         raise IngestError(400, "not_json", "the body is empty: expected an AlertManager webhook notification (JSON)")
     return text
