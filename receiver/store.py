@@ -143,8 +143,7 @@ class Store:
         return not self._closed and self._thread is not None and self._thread.is_alive()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               cached_statements=_CACHED_STATEMENTS)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
@@ -208,8 +207,8 @@ class Store:
                 rows_j.extend(acc.job_rows)
             conn.execute("SAVEPOINT accepts")
             try:
-                _insert_rows(conn, _INSERT_NOTIFICATION, rows_n)
-                _insert_rows(conn, _INSERT_JOB, rows_j)
+                conn.executemany(_INSERT_NOTIFICATION, rows_n)
+                conn.executemany(_INSERT_JOB, rows_j)
                 conn.execute("RELEASE accepts")
             except sqlite3.Error as exc:
                 if not conn.in_transaction:
@@ -470,24 +469,13 @@ class _Accept:
     job_rows: list[tuple]
 
 
-_INSERT_NOTIFICATION = "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES "
-_INSERT_JOB = "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) VALUES "
-_ROWS_PER_INSERT = 128  # x 7 columns, far below SQLite's 32766 bound parameters per statement
-_CACHED_STATEMENTS = 2 * _ROWS_PER_INSERT + 128  # one multi-row INSERT per (table, row count), plus the rest
-
-
-def _insert_rows(conn: sqlite3.Connection, insert: str, rows: list[tuple]) -> None:
-    """Insert ``rows`` with multi-row ``INSERT ... VALUES (...), (...)`` statements.
-
-    Why not ``executemany``: it steps once per row, and every step releases and re-acquires the GIL;
-    with the event loop busy, each re-acquire can wait up to the interpreter's switch interval, so a
-    batch of a few dozen accepts took milliseconds of wall time. One statement per 128 rows keeps
-    the writer thread's GIL hand-offs per batch constant."""
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start:start + _ROWS_PER_INSERT]
-        width = len(chunk[0])
-        values = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(chunk))
-        conn.execute(insert + values, [v for row in chunk for v in row])
+_INSERT_NOTIFICATION = (
+    "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_JOB = (
+    "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _resolve_all(items: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any, BaseException | None]]) -> None:
