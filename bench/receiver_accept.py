@@ -158,9 +158,14 @@ def run(args: argparse.Namespace) -> dict:
         rec, rec_url = start_receiver(tmp, deliver_url + "/hook", tmp / "data1")
         rec_rl, rec_rl_url = start_receiver(tmp, deliver_url + "/hook", tmp / "data1b", "receiver-ratelimited",
                                             rate_limit=None)
+        # diagnostic, not a target: the same receiver with delivery held back by a 1/1h rate limit,
+        # i.e. the accept path alone (how much of the gap is delivery sharing the process's GIL)
+        rec_idle, rec_idle_url = start_receiver(tmp, deliver_url + "/hook", tmp / "data1d", "receiver-delivery-idle",
+                                                rate_limit="1/1h")
         try:
             docs = bodies(args.requests)
-            urls = {"bare": bare_url, "receiver": rec_url, "receiver_rate_limited": rec_rl_url}
+            urls = {"bare": bare_url, "receiver": rec_url, "receiver_rate_limited": rec_rl_url,
+                    "receiver_delivery_idle": rec_idle_url}
             for url in urls.values():  # warm-up
                 asyncio.run(closed_loop(url + "/alerts/bench", docs[:300], 32))
             sweep = {}
@@ -178,13 +183,16 @@ def run(args: argparse.Namespace) -> dict:
                     "ratio_median": round(med["receiver"] / med["bare"], 3),
                     "receiver_rate_limited_per_s": round(best["receiver_rate_limited"]),
                     "ratio_rate_limited": round(best["receiver_rate_limited"] / best["bare"], 3),
+                    "receiver_delivery_idle_per_s": round(best["receiver_delivery_idle"]),
+                    "ratio_delivery_idle": round(best["receiver_delivery_idle"] / best["bare"], 3),
                     "rounds": {k: [round(x) for x in v] for k, v in runs.items()},
                 }
                 print(f"accept throughput, {conc} concurrent clients (best of {args.rounds}, interleaved): receiver "
                       f"{best['receiver']:.0f}/s vs bare aiohttp {best['bare']:.0f}/s → ratio "
                       f"{best['receiver'] / best['bare']:.2f} (median {med['receiver'] / med['bare']:.2f}); "
                       f"target at its default rate limit (backlog → digests): {best['receiver_rate_limited']:.0f}/s "
-                      f"→ {best['receiver_rate_limited'] / best['bare']:.2f}", flush=True)
+                      f"→ {best['receiver_rate_limited'] / best['bare']:.2f}; accept path alone (delivery held back): "
+                      f"{best['receiver_delivery_idle']:.0f}/s → {best['receiver_delivery_idle'] / best['bare']:.2f}", flush=True)
             headline = sweep[args.concurrency[len(args.concurrency) // 2]]
             results["throughput"] = {**headline, "by_concurrency": sweep, "requests": args.requests,
                                      "alerts_per_notification": 5}
@@ -195,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
             # steady rate on a fresh receiver, so the throughput runs' delivery backlog does not compete
             rec.stop()
             rec_rl.stop()
+            rec_idle.stop()
             rec, rec_url = start_receiver(tmp, deliver_url + "/hook", tmp / "data1c", "receiver-steady")
             asyncio.run(closed_loop(rec_url + "/alerts/bench", docs[:300], 8))  # warm-up
             time.sleep(1.0)
@@ -207,6 +216,7 @@ def run(args: argparse.Namespace) -> dict:
         finally:
             rec.stop()
             rec_rl.stop()
+            rec_idle.stop()
             bare.stop()
             deliver_to.stop()
 
