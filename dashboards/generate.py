@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentmon.generated import write_or_check
+
 HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 39
 TAGS = ["agentmon"]
@@ -567,18 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=HERE)
     parser.add_argument("--check", action="store_true", help="exit 1 if the files on disk are out of date")
     args = parser.parse_args(argv)
-    stale = []
-    for name, content in render().items():
-        target = args.out_dir / name
-        if args.check:
-            if not target.exists() or target.read_text() != content:
-                stale.append(str(target))
-        else:
-            target.write_text(content)
-    if stale:
-        print("out of date (run dashboards/generate.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(render(), args.out_dir, check=args.check, generator="dashboards/generate.py")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from agentmon.generated import write_or_check
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.yml"
 RULES_FILE = "agentmon.rules.yml"
@@ -514,18 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stale = []
-    for name, content in render(config).items():
-        target = args.out_dir / name
-        if args.check:
-            if not target.exists() or target.read_text() != content:
-                stale.append(str(target))
-        else:
-            target.write_text(content)
-    if stale:
-        print("out of date (run rules/generate.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(render(config), args.out_dir, check=args.check, generator="rules/generate.py")
 
 
 if __name__ == "__main__":
