@@ -27,7 +27,7 @@ def add_common_flags(parser: argparse.ArgumentParser, *, default_listen: str, co
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:9817' → ('127.0.0.1', 9817); ':9817' listens on all interfaces; '[::1]:9817' for IPv6."""
+    """'127.0.0.1:19817' → ('127.0.0.1', 19817); ':19817' listens on all interfaces; '[::1]:19817' for IPv6."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"invalid listen address {address!r}: expected HOST:PORT")

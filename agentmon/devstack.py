@@ -61,9 +61,9 @@ PROFILES = {
 
 @dataclass
 class Ports:
-    agent: int = 9101
-    exporter: int = 9817
-    receiver: int = 9818
+    agent: int = 19101
+    exporter: int = 19817
+    receiver: int = 19818
     prometheus: int = 9090
     alertmanager: int = 9093
 

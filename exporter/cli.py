@@ -1,6 +1,6 @@
 """``agent-exporter`` command line: Prometheus-style flags, config check, serve until SIGTERM, SIGHUP reloads.
 
-    agent-exporter --config.file=examples/exporter.yml --web.listen-address=127.0.0.1:9817
+    agent-exporter --config.file=examples/exporter.yml --web.listen-address=127.0.0.1:19817
     agent-exporter --config.file=exporter.yml --config.check
     agent-exporter --collector.disable-defaults --collector.cpu --collector.memory
 """

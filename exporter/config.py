@@ -29,7 +29,7 @@ from exporter.collectors.netdev import NetdevOptions
 from exporter.collectors.process import ProcessOptions
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "exporter-config.schema.json"
-DEFAULT_LISTEN = "127.0.0.1:9817"
+DEFAULT_LISTEN = "127.0.0.1:19817"
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 
 

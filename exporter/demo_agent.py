@@ -1,7 +1,7 @@
 """Demo market-data agent: serves a realistic, changing stats document (docs/agent-stats.md) at
 GET /stats, with switchable faults for demos and alert tests.
 
-    python -m exporter.demo_agent --web.listen-address 127.0.0.1:9101 [--seed 42] [--fault slow=5]
+    python -m exporter.demo_agent --web.listen-address 127.0.0.1:19101 [--seed 42] [--fault slow=5]
 
 The simulation advances lazily from the clock on every request: records grow at ~190/s in total,
 connections drop now and then (--flap-interval) and reconnect, orders fill, PnL moves.
@@ -443,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=FAULT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:9101", metavar="HOST:PORT",
-                        help="address to listen on (default: 127.0.0.1:9101)")
+    parser.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:19101", metavar="HOST:PORT",
+                        help="address to listen on (default: 127.0.0.1:19101)")
     parser.add_argument("--seed", type=int, default=None, help="seed the simulation RNG (deterministic runs)")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME[=VALUE]",
                         help="start with a fault active (repeatable); see below")

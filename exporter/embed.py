@@ -6,7 +6,7 @@ docs/agent-stats.md — and/or prometheus_client collectors of its own; the expo
 
     from exporter.embed import EmbeddedExporter
 
-    exporter = EmbeddedExporter(listen_address="127.0.0.1:9817", provider=agent.stats)
+    exporter = EmbeddedExporter(listen_address="127.0.0.1:19817", provider=agent.stats)
     await exporter.start()          # inside the agent's running loop
     ...
     await exporter.stop()
@@ -67,7 +67,7 @@ class EmbeddedExporter:
     def __init__(
         self,
         *,
-        listen_address: str = "127.0.0.1:9817",
+        listen_address: str = "127.0.0.1:19817",
         provider: StatsProvider | None = None,
         collectors: Iterable[PromCollector] = (),
         agent_config: Mapping[str, Any] | None = None,
@@ -158,7 +158,7 @@ class EmbeddedExporter:
 
     @property
     def url(self) -> str:
-        """The metrics URL, e.g. http://127.0.0.1:9817/metrics."""
+        """The metrics URL, e.g. http://127.0.0.1:19817/metrics."""
         host = self._settings.listen_address.rpartition(":")[0].strip("[]") or "127.0.0.1"
         if host == "0.0.0.0":
             host = "127.0.0.1"

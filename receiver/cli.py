@@ -1,6 +1,6 @@
 """``alert-receiver``: serve (default) or ``render`` a payload for one target.
 
-    alert-receiver --config.file=receiver.yml [--web.listen-address=:9818] [--storage.path=./data]
+    alert-receiver --config.file=receiver.yml [--web.listen-address=:19818] [--storage.path=./data]
     alert-receiver --config.file=receiver.yml --config.check
     alert-receiver render --config.file=receiver.yml --payload=alert.json --target=ops-dingtalk
 """
@@ -27,7 +27,7 @@ from receiver.runtime import Runtime, load
 
 log = logging.getLogger("receiver")
 
-DEFAULT_LISTEN = "127.0.0.1:9818"
+DEFAULT_LISTEN = "127.0.0.1:19818"
 
 
 def _serve_parser() -> argparse.ArgumentParser:

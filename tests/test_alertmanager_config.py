@@ -58,7 +58,7 @@ def test_receivers_post_to_the_alert_receiver_routes_with_bearer_auth():
     for receiver in _config()["receivers"]:
         (hook,) = receiver["webhook_configs"]
         url = urlparse(hook["url"])
-        assert (url.scheme, url.netloc) == ("http", "127.0.0.1:9818"), receiver["name"]
+        assert (url.scheme, url.netloc) == ("http", "127.0.0.1:19818"), receiver["name"]
         match = re.fullmatch(r"/alerts/(\w+)", url.path)
         assert match, hook["url"]
         route = match.group(1)

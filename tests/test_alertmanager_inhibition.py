@@ -62,7 +62,7 @@ def test_copy_of_config(webhook_base: str, token_file: Path, *, maintenance_now:
     config = copy.deepcopy(yaml.safe_load(AM_CONFIG.read_text()))
     for receiver in config["receivers"]:
         for hook in receiver["webhook_configs"]:
-            hook["url"] = hook["url"].replace("http://127.0.0.1:9818", webhook_base)
+            hook["url"] = hook["url"].replace("http://127.0.0.1:19818", webhook_base)
             hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
     if group_wait:
         def shorten(route: dict) -> None:
@@ -115,48 +115,48 @@ def _key(labels: dict[str, str]) -> str:
 
 
 # label sets -> the key of the alert expected to inhibit it (None: must stay active)
-A = "agent-{}:9817"
+A = "agent-{}:19817"
 INHIBITION_CASES: list[tuple[dict[str, str], str | None]] = [
     # 1. severity ladder, same alertname + instance
     ({"alertname": "AgentMonTestLadder", "severity": "critical", "instance": A.format(1)}, None),
     ({"alertname": "AgentMonTestLadder", "severity": "warning", "instance": A.format(1)},
-     "alertname=AgentMonTestLadder/severity=critical/instance=agent-1:9817"),
+     "alertname=AgentMonTestLadder/severity=critical/instance=agent-1:19817"),
     ({"alertname": "AgentMonTestLadder", "severity": "info", "instance": A.format(1)},
-     "alertname=AgentMonTestLadder/severity=critical/instance=agent-1:9817"),
+     "alertname=AgentMonTestLadder/severity=critical/instance=agent-1:19817"),
     ({"alertname": "AgentMonTestLadder", "severity": "warning", "instance": A.format(2)}, None),  # other instance
     ({"alertname": "AgentMonTestOther", "severity": "info", "instance": A.format(1)}, None),  # other alertname
     # 2. exporter down mutes everything from its instance, nothing elsewhere, not the Watchdog
     ({"alertname": "AgentMonExporterDown", "severity": "critical", "component": "exporter", "instance": A.format(3)}, None),
     ({"alertname": "AgentMonHighCpuUtilisation", "severity": "warning", "component": "system", "instance": A.format(3)},
-     "alertname=AgentMonExporterDown/severity=critical/instance=agent-3:9817"),
+     "alertname=AgentMonExporterDown/severity=critical/instance=agent-3:19817"),
     ({"alertname": "AgentMonNoRecordsCollected", "severity": "critical", "component": "business", "instance": A.format(3)},
-     "alertname=AgentMonExporterDown/severity=critical/instance=agent-3:9817"),
+     "alertname=AgentMonExporterDown/severity=critical/instance=agent-3:19817"),
     ({"alertname": "AgentMonHighCpuUtilisation", "severity": "warning", "component": "system", "instance": A.format(4)}, None),
     ({"alertname": "Watchdog", "severity": "info", "component": "pipeline"}, None),
     # 3. stats source down mutes business alerts, not system ones
     ({"alertname": "AgentMonAgentStatsDown", "severity": "critical", "component": "agent", "instance": A.format(5)}, None),
     ({"alertname": "AgentMonExchangeDisconnected", "severity": "error", "component": "business",
       "exchange": "binance", "instance": A.format(5)},
-     "alertname=AgentMonAgentStatsDown/severity=critical/instance=agent-5:9817"),
+     "alertname=AgentMonAgentStatsDown/severity=critical/instance=agent-5:19817"),
     ({"alertname": "AgentMonHighMemoryUtilisation", "severity": "error", "component": "system", "instance": A.format(5)}, None),
     # 4. all exchanges down mutes per-exchange alerts but not itself
     ({"alertname": "AgentMonAllExchangesDisconnected", "severity": "emergency", "component": "business",
       "instance": A.format(6)}, None),
     ({"alertname": "AgentMonExchangeDisconnected", "severity": "error", "component": "business",
       "exchange": "okx", "instance": A.format(6)},
-     "alertname=AgentMonAllExchangesDisconnected/severity=emergency/instance=agent-6:9817"),
+     "alertname=AgentMonAllExchangesDisconnected/severity=emergency/instance=agent-6:19817"),
     # 5. one exchange down mutes that exchange's stale feed, not another exchange's
     ({"alertname": "AgentMonExchangeDisconnected", "severity": "error", "component": "business",
       "exchange": "binance", "instance": A.format(7)}, None),
     ({"alertname": "AgentMonExchangeFeedStale", "severity": "error", "component": "business",
       "exchange": "binance", "instance": A.format(7)},
-     "alertname=AgentMonExchangeDisconnected/severity=error/instance=agent-7:9817/exchange=binance"),
+     "alertname=AgentMonExchangeDisconnected/severity=error/instance=agent-7:19817/exchange=binance"),
     ({"alertname": "AgentMonExchangeFeedStale", "severity": "error", "component": "business",
       "exchange": "okx", "instance": A.format(7)}, None),
     # 6. a stalled feed mutes the low-rate warning
     ({"alertname": "AgentMonNoRecordsCollected", "severity": "critical", "component": "business", "instance": A.format(8)}, None),
     ({"alertname": "AgentMonDataCollectionRateLow", "severity": "warning", "component": "business", "instance": A.format(8)},
-     "alertname=AgentMonNoRecordsCollected/severity=critical/instance=agent-8:9817"),
+     "alertname=AgentMonNoRecordsCollected/severity=critical/instance=agent-8:19817"),
 ]
 
 
@@ -209,15 +209,15 @@ def test_delivery_to_receiver_routes_and_maintenance_window(tmp_path, capture, m
     proc, base = start_alertmanager(tmp_path, config)
     try:
         post_alerts(base, [
-            {"alertname": "AgentMonExporterDown", "severity": "critical", "instance": "agent-9:9817", "job": "agent-exporter"},
-            {"alertname": "AgentMonHighCpuUtilisation", "severity": "warning", "instance": "agent-10:9817"},
+            {"alertname": "AgentMonExporterDown", "severity": "critical", "instance": "agent-9:19817", "job": "agent-exporter"},
+            {"alertname": "AgentMonHighCpuUtilisation", "severity": "warning", "instance": "agent-10:19817"},
         ])
         paths = lambda: [path for path, _, _ in capture.requests]  # noqa: E731
         assert _wait_for(lambda: "/alerts/critical" in paths()), (paths(), proc.output())
         path, auth, body = next(r for r in capture.requests if r[0] == "/alerts/critical")
         assert auth == f"Bearer {TOKEN}"
         assert body["version"] == "4" and body["receiver"] == "agentmon-critical" and body["status"] == "firing"
-        assert body["groupLabels"] == {"alertname": "AgentMonExporterDown", "instance": "agent-9:9817"}
+        assert body["groupLabels"] == {"alertname": "AgentMonExporterDown", "instance": "agent-9:19817"}
         assert [a["labels"]["alertname"] for a in body["alerts"]] == ["AgentMonExporterDown"]
         if maintenance_now:
             # Both groups were due after the same 1s group_wait; give the muted one ample time.

@@ -126,7 +126,7 @@ def test_documented_config_example_is_valid():
 
 def test_config_errors_name_file_line_and_key():
     text = """agent:
-  url: http://127.0.0.1:9101/stats
+  url: http://127.0.0.1:19101/stats
   per_symbol: {enabled: true, include: "("}
   mapping:
     - name: ok_total

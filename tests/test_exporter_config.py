@@ -37,10 +37,10 @@ def test_no_config_means_defaults():
 
 def test_example_config_is_valid():
     cfg = load_exporter_config(EXAMPLES / "exporter.yml", env={})
-    assert cfg.agent["url"] == "http://127.0.0.1:9101/stats"
+    assert cfg.agent["url"] == "http://127.0.0.1:19101/stats"
     assert cfg.collector_options["process"].cmdline.pattern == "market-data-agent"
-    cfg = load_exporter_config(EXAMPLES / "exporter.yml", env={"AGENT_STATS_URL": "http://10.0.0.5:9101/stats"})
-    assert cfg.agent["url"] == "http://10.0.0.5:9101/stats"
+    cfg = load_exporter_config(EXAMPLES / "exporter.yml", env={"AGENT_STATS_URL": "http://10.0.0.5:19101/stats"})
+    assert cfg.agent["url"] == "http://10.0.0.5:19101/stats"
 
 
 def test_unknown_key_names_key_and_line(tmp_path):
@@ -76,7 +76,7 @@ def test_env_expansion_and_missing_env(tmp_path):
 
 
 def test_agent_section_validated_by_business_schema(tmp_path):
-    msg = error_of(write(tmp_path, "agent:\n  url: http://127.0.0.1:9101/stats\n  timeoutt: 3\n"))
+    msg = error_of(write(tmp_path, "agent:\n  url: http://127.0.0.1:19101/stats\n  timeoutt: 3\n"))
     assert ":3: agent.timeoutt: unknown key" in msg
     msg = error_of(write(tmp_path, "agent:\n  url: ftp://x\n"))
     assert "agent.url" in msg

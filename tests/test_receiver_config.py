@@ -32,7 +32,7 @@ def test_alertmanager_config_posts_to_routes_of_the_example():
     cfg = load(ROOT / "examples" / "receiver.yml").config
     import re
 
-    for route in re.findall(r"http://127\.0\.0\.1:9818/alerts/([\w.-]+)", am):
+    for route in re.findall(r"http://127\.0\.0\.1:19818/alerts/([\w.-]+)", am):
         assert route in cfg.routes
 
 

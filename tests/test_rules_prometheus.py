@@ -27,8 +27,8 @@ def test_promtool_check_config():
 def test_example_config_scrapes_the_contract_jobs():
     config = yaml.safe_load(PROM_CONFIG.read_text())
     jobs = {s["job_name"]: s["static_configs"][0]["targets"] for s in config["scrape_configs"]}
-    assert jobs["agent-exporter"] == ["127.0.0.1:9817"]
-    assert jobs["alert-receiver"] == ["127.0.0.1:9818"]
+    assert jobs["agent-exporter"] == ["127.0.0.1:19817"]
+    assert jobs["alert-receiver"] == ["127.0.0.1:19818"]
     assert jobs["alertmanager"] == ["127.0.0.1:9093"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
 
