@@ -20,10 +20,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agentmon.configload import ConfigError
+from agentmon.redact import redact_text, redact_url
 from receiver.auth import authorized, challenge
 from receiver.compose import notification_to_dict, request_body_text
 from receiver.ingest import IngestError, ingest, prepare
-from receiver.redact import redact_text, redact_url
 from receiver.runtime import Runtime
 from receiver.store import StoreUnavailable
 

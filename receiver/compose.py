@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
+from agentmon.redact import redact_url
 from receiver.channels.base import Channel, OutboundRequest, RenderedMessage
 from receiver.model import Alert, Notification
-from receiver.redact import redact_url
 from receiver.templating import (
     DEFAULT_TIME_FORMAT,
     SEVERITY_RANK,

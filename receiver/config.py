@@ -17,8 +17,8 @@ from typing import Any
 import jsonschema
 
 from agentmon.configload import ConfigError, Problem, load_config, load_schema
+from agentmon.redact import REDACTED, redact_options
 from receiver.channels.base import Channel, RateLimit
-from receiver.redact import REDACTED, redact_options
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "receiver-config.schema.json"
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     Delivered,
@@ -35,7 +36,6 @@ from receiver.config import ReceiverConfig, TargetConfig
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification
 from receiver.ratelimit import TokenBucket
-from receiver.redact import redact_text
 from receiver.store import Job, JobUpdate, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ def test_utf8_truncation_never_splits_a_character():
 
 
 def test_redact_url_masks_robot_tokens():
-    from receiver.redact import redact_url
+    from agentmon.redact import redact_url
 
     u = redact_url("https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=zz")
     assert "abc123" not in u and "zz" not in u and "timestamp=1" in u

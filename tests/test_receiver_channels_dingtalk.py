@@ -14,9 +14,9 @@ from fakes.harness import BIG, GOLDEN_FIXTURES, compose_fixture, make_channel, n
 from helpers.golden import assert_golden  # noqa: F401  (re-exported for UPDATE_GOLDEN discoverability)
 from helpers.procs import free_port
 
+from agentmon.redact import redact_text
 from receiver.channels.base import Delivered, PermanentFailure, RenderedMessage, RetryableFailure
 from receiver.channels.dingtalk import DingTalkChannel, sign
-from receiver.redact import redact_text
 
 MENTIONS = {
     "mobiles": ["13800000000"],

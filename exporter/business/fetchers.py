@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from receiver.redact import redact_text, redact_url
+from agentmon.redact import redact_text, redact_url
 
 StatsProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 

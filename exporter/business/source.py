@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agentmon.redact import redact_text
 from exporter.business.fetchers import FetchError, StatsFetcher
 from exporter.business.mapping import Mapper, MappingResult
-from receiver.redact import redact_text
 
 log = logging.getLogger("exporter.business")
 

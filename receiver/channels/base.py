@@ -149,7 +149,7 @@ class Channel(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """Status-page view of the target with secrets redacted."""
-        from receiver.redact import redact_options
+        from agentmon.redact import redact_options
 
         return {"name": self.name, "type": self.type, **redact_options(self.options, self.secret_options)}
 

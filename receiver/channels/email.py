@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import aiosmtplib
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     Delivered,
@@ -38,7 +39,6 @@ from receiver.channels.base import (
     SendResult,
 )
 from receiver.channels.util import truncate_bytes
-from receiver.redact import redact_text
 
 _RESERVED_HEADERS = {
     "from", "to", "subject", "message-id", "in-reply-to", "references", "thread-topic", "date",

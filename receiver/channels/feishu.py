@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     OutboundRequest,
@@ -38,7 +39,6 @@ from receiver.channels.im import (
 from receiver.channels.util import http_send, truncate_chars
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
-from receiver.redact import redact_text
 
 # 11232 "frequency limited" / 9499 "too many request"
 CODES = CodeTable("Feishu", code_word="code", throttled=frozenset({11232, 9499}), ok_text="success")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Delivered,
     OutboundRequest,
@@ -29,7 +30,6 @@ from receiver.channels.base import (
 )
 from receiver.channels.util import HttpAnswer, http_send, parse_retry_after, truncate_bytes
 from receiver.model import Notification
-from receiver.redact import redact_text
 from receiver.templating import g_severity_color, highest_severity
 
 #: every colour word ``color_of`` can return (templating's palette)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     Delivered,
@@ -34,7 +35,6 @@ from receiver.channels.im import (
 from receiver.channels.util import HttpAnswer, truncate_chars
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
-from receiver.redact import redact_text
 
 #: attachment bar colour per colour word
 COLORS = {"red": "#E01E5A", "orange": "#F2711C", "yellow": "#ECB22E", "blue": "#36C5F0", "grey": "#9E9E9E", "green": "#2EB67D"}

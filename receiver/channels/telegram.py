@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     Delivered,
@@ -36,7 +37,6 @@ from receiver.channels.im import (
 from receiver.channels.util import http_send
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
-from receiver.redact import redact_text
 
 MAX_CHARS = 4096
 _TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")

@@ -79,6 +79,6 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def redact_url_in(text: str) -> str:
-    from receiver.redact import redact_text
+    from agentmon.redact import redact_text
 
     return redact_text(text)

@@ -23,6 +23,7 @@ import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from agentmon.redact import redact_text
 from receiver.channels.base import (
     Channel,
     Delivered,
@@ -35,7 +36,6 @@ from receiver.channels.base import (
     SendResult,
 )
 from receiver.channels.util import HttpAnswer, http_send, parse_retry_after, truncate_bytes
-from receiver.redact import redact_text
 
 SIGNATURE_HEADER = "X-AgentMon-Signature"
 TIMESTAMP_HEADER = "X-AgentMon-Timestamp"

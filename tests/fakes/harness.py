@@ -21,11 +21,11 @@ from helpers.golden import (
     load_notification,
 )
 
+from agentmon.redact import redact_url
 from receiver.channels import load_registry
 from receiver.channels.base import Channel, OutboundRequest, RenderedMessage
 from receiver.compose import compose_message
 from receiver.model import Notification
-from receiver.redact import redact_url
 from receiver.templating import Templates
 
 REGISTRY = load_registry()
