@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -165,3 +166,22 @@ def test_negotiation_serves_text_to_prometheus():
     assert wants_openmetrics("text/plain") is False
     assert wants_openmetrics("application/openmetrics-text; version=1.0.0") is True
     assert wants_openmetrics("application/openmetrics-text, text/plain;q=0") is True
+
+
+@pytest.mark.parametrize("odd", ['quo"te', "back\\slash", "new\nline", '\\"', "\n\n", "plain"])
+@pytest.mark.parametrize("label_names", [["symbol"], ["exchange", "symbol"], ["symbol", "exchange"]])
+@pytest.mark.parametrize("where", [0, 57, 199])
+def test_rows_checked_as_a_whole_escape_exactly_like_generate_latest(odd, label_names, where):
+    """Rows render unescaped and are checked per family (quotes, newlines, backslashes counted):
+    one odd label value anywhere among many clean ones must still come out escaped."""
+    rows = []
+    for i in range(200):
+        values = [f"SYM{i}", "binance"][: len(label_names)]
+        if i == where:
+            values[-1 if i % 2 else 0] = odd
+        rows.append((tuple(values), float(i) - 0.5 if i % 3 else i))
+    fam = RowsFamily("agentmon_pnl", "Rows.", "gauge", label_names, list(rows))
+    classic = GaugeMetricFamily("agentmon_pnl", "Rows.", labels=label_names)
+    for values, value in rows:
+        classic.add_metric(list(values), value)
+    assert render_text([fam]) == reference([classic])

@@ -61,53 +61,74 @@ def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | N
         consts[name] = value
         return name
 
-    def steps_code(var: str, steps: tuple, ind: str) -> list[str]:
-        """Code walking ``var`` through wildcard-free ``steps`` (raising Bail where generic fails)."""
+    def steps_code(var: str, steps: tuple, ind: str, src: str | None = None, known: set[str] | None = None
+                   ) -> list[str]:
+        """Code setting ``var`` to ``src`` (default: ``var`` itself) walked through wildcard-free
+        ``steps``, raising Bail where the generic path would fail. A missing key raises KeyError,
+        which ``run`` turns into Bail. ``known``: loop variables already checked to be dicts in
+        this iteration (their check is not repeated)."""
         out = []
+        cur = src or var
         for step in steps:
             if type(step) is Key:
-                out += [f"{ind}if {var}.__class__ is not dict: raise Bail",
-                        f"{ind}{var} = {var}.get({const(step.name)}, MISS)",
-                        f"{ind}if {var} is MISS: raise Bail"]
+                if known is None or cur not in known:
+                    out.append(f"{ind}if {cur}.__class__ is not dict: raise Bail")
+                    if known is not None and cur != var:
+                        known.add(cur)
+                out.append(f"{ind}{var} = {cur}[{const(step.name)}]")
             elif type(step) is Index:
                 c = const(step.index)
-                out += [f"{ind}if {var}.__class__ is not list or not -len({var}) <= {c} < len({var}): raise Bail",
-                        f"{ind}{var} = {var}[{c}]"]
+                out += [f"{ind}if {cur}.__class__ is not list or not -len({cur}) <= {c} < len({cur}): raise Bail",
+                        f"{ind}{var} = {cur}[{c}]"]
             else:
                 raise AssertionError(f"wildcard in a resolved path: {step}")
+            cur = var
+        if cur != var:
+            out.append(f"{ind}{var} = {cur}")
         return out
 
-    def label_code(j: int, lab: Any, ind: str) -> list[str]:
+    def label_code(j: int, lab: Any, ind: str, known: set[str]) -> list[str]:
         if lab.is_key:
             return [f"{ind}L{j} = str(b{lab.anchor - 1})"]
-        return [f"{ind}x = i{lab.anchor - 1}", *steps_code("x", lab.rest, ind),
+        return [*steps_code("x", lab.rest, ind, src=f"i{lab.anchor - 1}", known=known),
                 f"{ind}L{j} = x if x.__class__ is str else text(x)"]
 
-    lines = ["def run(doc):", "    samples = {}"]
+    # The body runs inside ``try: ... except KeyError: raise Bail``: a dict subscript that misses
+    # is the one KeyError possible (labels and values are formatted by code that raises none).
+    lines = ["def run(doc):", "    samples = {}", "    try:"]
     for j, lab in enumerate(spec.labels):
         if not lab.anchor:  # read from the document root: the same for every sample
             root = const(lab.rest)
-            lines.append(f"    L{j} = root_label(doc, {root})")
-    ind = "    "
-    lines.append(f"{ind}n = doc")
+            lines.append(f"        L{j} = root_label(doc, {root})")
+    ind = "        "
+    pending = "doc"  # what ``n`` stands for until it is assigned
     depth = 0
     for step in spec.path.steps:
         kind = type(step)
         if kind is EachItem or kind is EachKey:
+            if pending != "n":
+                lines.append(f"{ind}n = {pending}")
+            # the key/index is bound only when a label prints it
+            key_used = any(lab.is_key and lab.anchor == depth + 1 for lab in spec.labels)
             if kind is EachItem:
                 lines += [f"{ind}if n.__class__ is not list: raise Bail",
-                          f"{ind}for b{depth}, i{depth} in enumerate(n):"]
+                          f"{ind}for b{depth}, i{depth} in enumerate(n):" if key_used else f"{ind}for i{depth} in n:"]
             else:
                 lines += [f"{ind}if n.__class__ is not dict: raise Bail",
-                          f"{ind}for b{depth}, i{depth} in n.items():"]
+                          f"{ind}for b{depth}, i{depth} in n.items():" if key_used else f"{ind}for i{depth} in n.values():"]
             ind += "    "
-            lines.append(f"{ind}n = i{depth}")
+            pending = f"i{depth}"
+            known: set[str] = set()
             depth += 1
             for j, lab in enumerate(spec.labels):
                 if lab.anchor == depth:
-                    lines += label_code(j, lab, ind)
+                    lines += label_code(j, lab, ind, known)
         else:
-            lines += steps_code("n", (step,), ind)
+            lines += steps_code("n", (step,), ind, src=None if pending == "n" else pending,
+                                known=known if depth else None)
+            pending = "n"
+    if pending != "n":
+        lines.append(f"{ind}n = {pending}")
     skip = "continue" if depth else "return samples"
     scale = "" if spec.scale == 1.0 else f" * {const(spec.scale)}"
     if spec.measure == "length":
@@ -116,7 +137,8 @@ def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | N
     else:
         consts["number"] = lambda raw: Mapper._number(spec, raw, _bail)
         lines += [f"{ind}c = n.__class__",
-                  f"{ind}if c is float or c is int: v = float(n){scale}",
+                  f"{ind}if c is float: v = n{scale}",  # float(n) is n itself for a float
+                  f"{ind}elif c is int: v = float(n){scale}",
                   f"{ind}elif n is None: {skip}",
                   f"{ind}else: v = number(n)"]
     key = "(" + "".join(f"L{j}, " for j in range(len(spec.labels))) + ")"
@@ -125,7 +147,7 @@ def compile_spec(spec: Any) -> Callable[[Any], dict[tuple[str, ...], float]] | N
         lines += [f"{ind}if key in samples: samples[key] += v", f"{ind}else: samples[key] = v"]
     else:
         lines.append(f"{ind}if key not in samples: samples[key] = v")
-    lines.append("    return samples")
+    lines += ["    except KeyError:", "        raise Bail from None", "    return samples"]
     source = "\n".join(lines) + "\n"
     namespace = dict(consts)
     exec(compile(source, f"<mapping {spec.name}>", "exec"), namespace)  # noqa: S102 - our own generated code

@@ -194,7 +194,7 @@ class Mapper:
             samples = self._cap(spec, samples, fail)
         if not samples:
             return None
-        return RowsFamily(name, spec.help, spec.type, [lab.name for lab in spec.labels], list(samples.items()))
+        return RowsFamily(name, spec.help, spec.type, [lab.name for lab in spec.labels], samples.items())
 
     def _generic_samples(self, spec: MetricSpec, doc: Any, fail) -> dict[tuple[str, ...], float]:
         """Every match evaluated one by one, every problem counted and worded."""
