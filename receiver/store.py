@@ -1,14 +1,16 @@
 """The durable outbox: SQLite (WAL) holding accepted notifications and one delivery job per target.
 
-All database work runs on one writer thread, never on the event loop. Operations queued while a
-transaction is in progress are executed together in the next transaction and committed with one
-fsync (group commit), so a burst of accepts costs a few commits, not one per request. Every caller
-awaits the commit of its own batch: an HTTP accept is answered 2xx only once its rows are on disk.
+Accepts take the fast path in ``receiver.accepts`` (inserted on the event loop, fsynced in a
+thread, group-committed): an HTTP accept is answered 2xx only once its rows are on disk. Every
+other operation (delivery bookkeeping, the API, pruning, checkpoints) runs on one writer thread,
+never on the event loop; operations queued while a transaction is in progress run together in the
+next transaction with one commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from receiver.accepts import AcceptFailed, AcceptWriter, PendingAccept
 from receiver.compose import notification_to_dict
 from receiver.ingest import Accepted, restore
 from receiver.model import Notification
@@ -30,6 +33,7 @@ T = TypeVar("T")
 
 DB_NAME = "receiver.db"
 MAX_BATCH = 1000  # operations per transaction
+_CHECKPOINT = object()  # writer-thread queue item: checkpoint the WAL after the current batch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -114,6 +118,8 @@ class Store:
         self.synchronous = synchronous
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.accepts: AcceptWriter | None = None
+        self._checkpoint_requested = False
         self._closed = True
         self.batches = 0  # transactions committed (observability / bench)
 
@@ -128,12 +134,21 @@ class Store:
         err = ready.get()
         if err is not None:
             raise StoreUnavailable(f"cannot open the store {self.path}: {err}")
+        accepts = AcceptWriter(self.path, self._request_checkpoint)
+        try:
+            self._load_recent(accepts.open())
+        except (sqlite3.Error, OSError) as exc:
+            self._queue.put(None)
+            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+        self.accepts = accepts
         self._closed = False
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.accepts is not None:
+            await self.accepts.close()
         self._queue.put(None)
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10.0)
@@ -148,7 +163,6 @@ class Store:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
-        self._load_recent(conn)
         return conn
 
     def _run(self, ready: queue.SimpleQueue) -> None:
@@ -163,7 +177,8 @@ class Store:
                 first = self._queue.get()
                 if first is None:
                     break
-                batch = [first]
+                batch = [] if first is _CHECKPOINT else [first]
+                checkpoint = first is _CHECKPOINT
                 stop = False
                 while len(batch) < MAX_BATCH:
                     try:
@@ -173,8 +188,14 @@ class Store:
                     if item is None:
                         stop = True
                         break
-                    batch.append(item)
-                self._execute_batch(conn, batch)
+                    if item is _CHECKPOINT:
+                        checkpoint = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._execute_batch(conn, batch)
+                if checkpoint:
+                    self._checkpoint(conn)
                 if stop:
                     break
         finally:
@@ -185,54 +206,24 @@ class Store:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
+                if item is not None and item is not _CHECKPOINT:
                     _resolve(item[1], item[2], None, StoreUnavailable("the store is closed"))
 
     def _execute_batch(self, conn: sqlite3.Connection, batch: list) -> None:
-        """One transaction, one commit for the whole batch. Accepts are written with two
-        ``executemany`` calls (few GIL hand-offs between this thread and the event loop);
-        other operations run one by one inside a savepoint so a failing one does not poison
-        the others."""
+        """One transaction, one commit for the whole batch; each operation runs inside a
+        savepoint so a failing one does not poison the others."""
         results: list[tuple[Any, BaseException | None]] = [(None, None)] * len(batch)
-        added: list[str] = []  # dedup keys remembered in this batch (forgotten again if it fails)
-        pending: list[int] = []  # indexes of accepts not yet written
-
-        def flush() -> None:
-            if not pending:
+        reads = [i for i, item in enumerate(batch) if isinstance(item[0], _Read)]
+        if reads:
+            self._execute_reads(conn, batch, reads, results)
+            if len(reads) == len(batch):
+                _resolve_all([(loop, fut, v, e) for (_, loop, fut), (v, e) in zip(batch, results, strict=True)])
                 return
-            rows_n, rows_j = [], []
-            for i in pending:
-                acc: _Accept = batch[i][0]
-                rows_n.append(acc.notification_row)
-                rows_j.extend(acc.job_rows)
-            conn.execute("SAVEPOINT accepts")
-            try:
-                conn.executemany(_INSERT_NOTIFICATION, rows_n)
-                conn.executemany(_INSERT_JOB, rows_j)
-                conn.execute("RELEASE accepts")
-            except sqlite3.Error as exc:
-                if not conn.in_transaction:
-                    raise _BatchLost(exc) from exc
-                conn.execute("ROLLBACK TO accepts")
-                conn.execute("RELEASE accepts")
-                for i in pending:
-                    self._forget(batch[i][0])
-                    results[i] = (None, StoreUnavailable(f"store error: {exc}"))
-            pending.clear()
-
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i, (fn, _, _) in enumerate(batch):
-                if isinstance(fn, _Accept):
-                    dup = self._dedup(fn)
-                    if dup is not None:
-                        results[i] = (AcceptResult(fn.notification_id, True, dup), None)
-                    else:
-                        added.append(fn.key)
-                        pending.append(i)
-                        results[i] = (AcceptResult(fn.notification_id, False), None)
+                if isinstance(fn, _Read):
                     continue
-                flush()
                 conn.execute("SAVEPOINT op")
                 try:
                     results[i] = (fn(conn), None)
@@ -247,7 +238,6 @@ class Store:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results[i] = (None, exc)
-            flush()
             conn.execute("COMMIT")
             self.batches += 1
         except (sqlite3.Error, _BatchLost) as exc:
@@ -257,28 +247,60 @@ class Store:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            for key in added:
-                self._recent.pop(key, None)
             log.error("store commit failed", extra={"err": str(exc), "operations": len(batch)})
-            results = [(None, StoreUnavailable(f"store commit failed: {exc}"))] * len(batch)
+            failed = StoreUnavailable(f"store commit failed: {exc}")
+            results = [r if isinstance(item[0], _Read) else (None, failed) for item, r in zip(batch, results, strict=True)]
         _resolve_all([(loop, fut, value, err) for (_, loop, fut), (value, err) in zip(batch, results, strict=True)])
 
-    # dedup memory: owned by the writer thread only
-    def _dedup(self, acc: _Accept) -> str | None:
-        now = acc.received_at
+    @staticmethod
+    def _execute_reads(conn: sqlite3.Connection, batch: list, reads: list[int], results: list) -> None:
+        """The batch's read-only operations, in one deferred (snapshot) transaction."""
+        try:
+            conn.execute("BEGIN")
+            for i in reads:
+                try:
+                    results[i] = (batch[i][0].fn(conn), None)
+                except sqlite3.Error as exc:
+                    results[i] = (None, StoreUnavailable(f"store error: {exc}"))
+                except Exception as exc:
+                    results[i] = (None, exc)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for i in reads:
+                results[i] = (None, StoreUnavailable(f"store error: {exc}"))
+
+    def _request_checkpoint(self) -> None:
+        """Called on the loop when the WAL has grown: one checkpoint request in flight at a time."""
+        if not self._checkpoint_requested and not self._closed:
+            self._checkpoint_requested = True
+            self._queue.put(_CHECKPOINT)
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database (fsynced) so the WAL can start over; never blocks writers."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed", extra={"err": str(exc)})
+        finally:
+            self._checkpoint_requested = False
+
+    # dedup memory: owned by the event loop thread (the accept path)
+    def _dedup(self, key: str, notification_id: str, now: float, window: float) -> str | None:
         if now - self._recent_pruned > 60:
             horizon = now - self.dedup_horizon
             self._recent = {k: v for k, v in self._recent.items() if v[1] >= horizon}
             self._recent_pruned = now
-        seen = self._recent.get(acc.key)
-        if acc.window > 0 and seen is not None and seen[1] >= now - acc.window:
+        seen = self._recent.get(key)
+        if window > 0 and seen is not None and seen[1] >= now - window:
             return seen[0]
-        self._recent[acc.key] = (acc.notification_id, now)
+        self._recent[key] = (notification_id, now)
         return None
 
-    def _forget(self, acc: _Accept) -> None:
-        if self._recent.get(acc.key, ("",))[0] == acc.notification_id:
-            del self._recent[acc.key]
+    def _forget(self, key: str, notification_id: str) -> None:
+        if self._recent.get(key, ("",))[0] == notification_id:
+            del self._recent[key]
 
     def _load_recent(self, conn: sqlite3.Connection) -> None:
         since = time.time() - self.dedup_horizon
@@ -300,6 +322,11 @@ class Store:
         self._queue.put((fn, loop, fut))
         return await fut
 
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like ``run`` for queries that write nothing: they run in a read transaction, which in WAL
+        mode never takes the write lock, so they never hold up accepts or the other process."""
+        return await self.run(_Read(fn))
+
     # -- operations --------------------------------------------------------------------------
 
     async def accept(
@@ -312,21 +339,26 @@ class Store:
     ) -> AcceptResult:
         """Store the payload as received with one pending job per target (and a 'skipped' record per
         skipped target), unless the same notification was accepted within ``dedup_window`` seconds."""
-        if not self.is_open:
+        if not self.is_open or self.accepts is None:
             raise StoreUnavailable("the store is closed")
         now = acc.received_at.timestamp()
+        dup = self._dedup(acc.dedup_key, acc.id, now, dedup_window)
+        if dup is not None:
+            return AcceptResult(acc.id, True, dup)
         jobs = [(acc.id, t, "pending", now, now, now, None) for t in targets]
         jobs += [(acc.id, t, "skipped", now, 0.0, now, why) for t, why in skipped]
         row = (acc.id, acc.route, acc.group_key, acc.status, now, acc.dedup_key, acc.raw)
-        op = _Accept(acc.id, acc.dedup_key, now, dedup_window, row, jobs)
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.put((op, loop, fut))
-        return await fut
+        fut = asyncio.get_running_loop().create_future()
+        try:
+            self.accepts.submit(PendingAccept(row, jobs, fut, lambda: self._forget(acc.dedup_key, acc.id)))
+            await fut
+        except AcceptFailed as exc:
+            raise StoreUnavailable(str(exc)) from None
+        return AcceptResult(acc.id, False)
 
     async def due_jobs(self, target: str, now: float, limit: int) -> list[Job]:
         """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
-        return await _jobs(await self.run(lambda conn: _due(conn, target, now, limit)))
+        return await _jobs(await self.read(lambda conn: _due(conn, target, now, limit)))
 
     async def next_batch(self, target: str, now: float, tokens: int, max_digest: int) -> list[Job]:
         """What to send next: the oldest due job, or — when more jobs are due than ``tokens`` allow
@@ -344,7 +376,7 @@ class Store:
                 return []
             return _due(conn, target, now, max_digest if due > tokens and due > 1 else 1)
 
-        return await _jobs(await self.run(op))
+        return await _jobs(await self.read(op))
 
     async def next_attempt_at(self, target: str) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:
@@ -352,7 +384,7 @@ class Store:
                 "SELECT min(next_attempt_at) FROM jobs WHERE target = ? AND state = 'pending'", (target,)
             ).fetchone()[0]
 
-        return await self.run(op)
+        return await self.read(op)
 
     async def update_jobs(self, updates: Sequence[JobUpdate]) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -374,7 +406,7 @@ class Store:
             ).fetchall()
             return {r[0]: (r[1], r[2]) for r in rows}
 
-        return await self.run(op)
+        return await self.read(op)
 
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         def op(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -394,7 +426,7 @@ class Store:
                 for r in rows
             ]
 
-        return await self.run(op)
+        return await self.read(op)
 
     async def retry_dead(self, job_id: int | None = None) -> int:
         """Put dead letters (one, or all) back in the queue; returns how many."""
@@ -430,7 +462,7 @@ class Store:
                 })
             return out
 
-        return await self.run(op)
+        return await self.read(op)
 
     async def prune(self, older_than: float) -> int:
         """Delete notifications accepted before ``older_than`` whose jobs are all finished (not dead)."""
@@ -454,28 +486,14 @@ class Store:
                 out[f"jobs_{state}"] = count
             return out
 
-        return await self.run(op)
+        return await self.read(op)
 
 
-@dataclass(slots=True)
-class _Accept:
-    """A queued accept: rows ready to insert, deduplicated on the writer thread."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A writer-thread operation that only queries."""
 
-    notification_id: str
-    key: str
-    received_at: float
-    window: float
-    notification_row: tuple
-    job_rows: list[tuple]
-
-
-_INSERT_NOTIFICATION = (
-    "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_JOB = (
-    "INSERT INTO jobs (notification_id, target, state, created_at, next_attempt_at, updated_at, last_error) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+    fn: Callable[[sqlite3.Connection], Any]
 
 
 def _resolve_all(items: list[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any, BaseException | None]]) -> None:

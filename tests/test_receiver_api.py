@@ -147,15 +147,16 @@ routes: {{critical: [hook]}}
 targets: {{hook: {{type: testsink, url: "{sink.url}"}}}}
 """)
     assert (await client.post("/alerts/critical", data=body(payload("Before")), headers=JSON)).status == 200
-    # disk full: SQLite may not grow the database file any more
-    pages = await rt.store.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await rt.store.run(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"))
+    # disk full: SQLite may not grow the database file any more (a per-connection limit, so on
+    # the connection accepts are written with)
+    pages = rt.store.accepts.conn.execute("PRAGMA page_count").fetchone()[0]
+    rt.store.accepts.conn.execute(f"PRAGMA max_page_count = {pages}")
     big = payload("Full", n_alerts=50)
     resp = await client.post("/alerts/critical", data=body(big), headers=JSON)
     assert resp.status == 503
     err = await resp.json()
     assert err["errorType"] == "store_unavailable" and "full" in err["error"]
-    await rt.store.run(lambda c: c.execute("PRAGMA max_page_count = 1073741823"))
+    rt.store.accepts.conn.execute("PRAGMA max_page_count = 1073741823")
     assert (await client.post("/alerts/critical", data=body(big), headers=JSON)).status == 200
     # store closed (I/O failure)
     await rt.store.close()
