@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -35,7 +36,7 @@ READ_CHUNK = 64 * 1024
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=json.dumps(data, ensure_ascii=False, default=str), status=status,
+        body=orjson.dumps(data, default=str), status=status,
         content_type="application/json", headers=headers,
     )
 

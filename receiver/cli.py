@@ -17,7 +17,7 @@ from pathlib import Path
 import prometheus_client
 from aiohttp import web
 
-from agentmon import __version__
+from agentmon import __version__, eventloop
 from agentmon.cliflags import add_common_flags, split_host_port
 from agentmon.configload import ConfigError
 from agentmon.logsetup import setup_logging
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"alert-receiver: --web.listen-address: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args, loaded, host, port))
+    return eventloop.run(_serve(args, loaded, host, port))
 
 
 async def _serve(args: argparse.Namespace, loaded, host: str, port: int) -> int:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import random
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import orjson
 
 from receiver.model import Alert, Notification
 
@@ -80,6 +80,17 @@ def _decode(body: bytes) -> str:
 
 
 def _loads(text: str) -> Any:
+    """orjson (several times faster), except where it is not exact: it turns an integer beyond 64 bits
+    into a float, and a legacy numeric ``groupKey`` can be that big, so a top-level float (which no
+    AlertManager field is) means parsing again with the json module. The stored payload is the raw
+    text either way. The json module also words the error message."""
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not (isinstance(doc, dict) and any(type(v) is float for v in doc.values())):
+            return doc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -303,19 +314,23 @@ def prepare(body: bytes, content_type: str | None, route: str, *, now: datetime 
     status = "firing" if firing else "resolved"
     group_key = doc.get("groupKey")
     group_key = "" if group_key is None else str(group_key)
-    key = json.dumps([route, group_key, status, sorted(alerts)], separators=(",", ":"))
+    key = orjson.dumps([route, group_key, status, sorted(alerts)])
     return Accepted(
         id=new_id(), route=route, status=status, group_key=group_key,
-        dedup_key=hashlib.sha256(key.encode("utf-8")).hexdigest(), received_at=now, raw=text,
+        dedup_key=hashlib.sha256(key).hexdigest(), received_at=now, raw=text,
     )
 
 
 _ids = random.Random()  # seeded from os.urandom once; uuid4() reads urandom on every call
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def new_id() -> str:
     """A random 128-bit id (uuid4 layout, hex) for a notification: the idempotency key downstream."""
-    return uuid.UUID(int=_ids.getrandbits(128), version=4).hex
+    return f"{(_ids.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
 
 
 def ingest(body: bytes, content_type: str | None, route: str, *, now: datetime | None = None) -> Notification:

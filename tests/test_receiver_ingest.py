@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from helpers import receiver_app
 from helpers.receiver import FIXTURES, body, payload
 
-from receiver.ingest import IngestError, fingerprint, ingest, unescape_receiver
+from receiver.ingest import IngestError, fingerprint, ingest, new_id, prepare, unescape_receiver
 
 CONFIG = """
 routes:
@@ -56,6 +57,17 @@ def test_legacy_numeric_group_key_above_int64_is_exact():
     prod = ingest((FIXTURES / "inCaller__prometheus_bot__production_example.json").read_bytes(), None, "r")
     assert (prod.version, prod.group_key) == ("0", "0")
     assert prod.alerts[0].extra == {"sendsAt": ""}
+    # the accept path parses with orjson, which would turn that integer into a float
+    assert prepare((FIXTURES / "inCaller__prometheus_bot__simpe.json").read_bytes(), None, "r").group_key == \
+        "43434343434343434343"
+
+
+def test_notification_ids_are_uuid4_hex():
+    ids = {new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for i in list(ids)[:200]:
+        u = uuid.UUID(i)
+        assert u.hex == i and u.version == 4 and u.variant == uuid.RFC_4122
 
 
 def test_nanoseconds_and_offsets():
