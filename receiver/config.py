@@ -131,6 +131,11 @@ class ReceiverConfig:
     retry_initial_backoff: float = 1.0
     retry_max_backoff: float = 300.0
     max_digest_notifications: int = 500
+    # a digest waits until no notification arrived for `quiet` (the burst is over), at most `max`
+    # after its oldest one: one complete digest instead of several partial ones, and no rendering
+    # while AlertManager is still posting
+    digest_quiet: float = 1.0
+    digest_max_wait: float = 10.0
     source: str = ""  # file the config came from
 
     def auth_for_route(self, route: str) -> AuthConfig | None:
@@ -156,6 +161,7 @@ class ReceiverConfig:
             "retention": self.retention,
             "retry_backoff": {"initial": self.retry_initial_backoff, "max": self.retry_max_backoff},
             "max_digest_notifications": self.max_digest_notifications,
+            "digest_wait": {"quiet": self.digest_quiet, "max": self.digest_max_wait},
         }
 
 
@@ -217,6 +223,9 @@ class _Builder:
         maximum = parse_duration(backoff.get("max", 300.0))
         if initial <= 0 or maximum < initial:
             self.problem(("retry_backoff",), "need 0 < initial <= max")
+        digest_wait = data.get("digest_wait", {})
+        if parse_duration(digest_wait.get("max", 10.0)) < parse_duration(digest_wait.get("quiet", 1.0)):
+            self.problem(("digest_wait",), "need quiet <= max")
         template_dir = data.get("template_dir")
         if template_dir is not None:
             template_dir = str(self.base / template_dir)
@@ -235,6 +244,8 @@ class _Builder:
                 retry_initial_backoff=initial,
                 retry_max_backoff=maximum,
                 max_digest_notifications=int(data.get("max_digest_notifications", 500)),
+                digest_quiet=parse_duration(digest_wait.get("quiet", 1.0)),
+                digest_max_wait=parse_duration(digest_wait.get("max", 10.0)),
                 source=str(self.path),
             )
         return self.problems

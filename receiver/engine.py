@@ -2,7 +2,7 @@
 
 Per attempt a worker takes the oldest due jobs of its target. When the backlog is larger than the
 rate limit lets it send right now, it coalesces the due notifications into one digest message
-(nothing is dropped, the robot is not flooded). Outcomes: delivered → jobs done; retryable →
+(nothing is dropped, the robot is not flooded), once the burst is over (``digest_wait``). Outcomes: delivered → jobs done; retryable →
 exponential backoff with jitter (never earlier than the service's retry_after) until the target's
 retry_max_age, then dead letter; permanent → dead letter at once. ``pause`` stops the whole target
 until retry_after (DingTalk blocks a robot ~10 minutes after 130101).
@@ -91,6 +91,7 @@ class TargetWorker:
         templates: Any,
         backoff: Backoff,
         max_digest: int,
+        digest_wait: tuple[float, float] = (0.0, 0.0),
     ):
         self.target = target
         self.channel = channel
@@ -100,6 +101,7 @@ class TargetWorker:
         self.templates = templates
         self.backoff = backoff
         self.max_digest = max_digest
+        self.digest_wait = digest_wait  # (quiet, max) seconds
         self.bucket = TokenBucket(target.rate_limit or channel.default_rate_limit)
         self.wake_event = asyncio.Event()
         self.paused_until = 0.0
@@ -168,7 +170,12 @@ class TargetWorker:
             return
         self.wake_event.clear()
         # more due than the rate limit can send now → one digest of the backlog, else the oldest job
-        jobs = await self.store.next_batch(self.name, now, int(self.bucket.available()), self.max_digest)
+        batch = await self.store.next_batch(self.name, now, int(self.bucket.available()), self.max_digest,
+                                            quiet=self.digest_wait[0], max_wait=self.digest_wait[1])
+        if batch.hold_until is not None:  # a burst is still arriving: one complete digest afterwards
+            await asyncio.sleep(max(0.01, batch.hold_until - time.time()))
+            return
+        jobs = batch.jobs
         if not jobs:
             nxt = await self.store.next_attempt_at(self.name)
             timeout = None if nxt is None else max(0.01, nxt - time.time())
@@ -280,11 +287,13 @@ class Engine:
                 worker.templates = templates
                 worker.backoff = backoff
                 worker.max_digest = config.max_digest_notifications
+                worker.digest_wait = (config.digest_quiet, config.digest_max_wait)
         for name, target in config.targets.items():
             if name not in self.workers:
                 worker = TargetWorker(
                     target, channels[name], store=self.store, metrics=self.metrics, compose=self.compose,
                     templates=templates, backoff=backoff, max_digest=config.max_digest_notifications,
+                    digest_wait=(config.digest_quiet, config.digest_max_wait),
                 )
                 worker.start()
                 self.workers[name] = worker

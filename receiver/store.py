@@ -95,6 +95,12 @@ class Job:
 
 
 @dataclass(frozen=True)
+class NextBatch:
+    jobs: list[Job]
+    hold_until: float | None = None  # a digest is due but waits for the burst to end
+
+
+@dataclass(frozen=True)
 class JobUpdate:
     """Outcome of one attempt for one job."""
 
@@ -360,23 +366,38 @@ class Store:
         """Oldest pending jobs of ``target`` whose next attempt is due (FIFO)."""
         return await _jobs(await self.read(lambda conn: _due(conn, target, now, limit)))
 
-    async def next_batch(self, target: str, now: float, tokens: int, max_digest: int) -> list[Job]:
+    async def next_batch(
+        self, target: str, now: float, tokens: int, max_digest: int, *, quiet: float = 0.0, max_wait: float = 0.0
+    ) -> NextBatch:
         """What to send next: the oldest due job, or — when more jobs are due than ``tokens`` allow
         sending now (or more than ``max_digest``) — up to ``max_digest`` of them for one digest.
-        One round trip; payloads are normalized outside the writer thread."""
+        A digest is held back (``hold_until``) while notifications keep arriving: until the newest
+        pending job is ``quiet`` seconds old, at most ``max_wait`` after the oldest. One round trip;
+        payloads are normalized outside the writer thread."""
         tokens = min(tokens, max_digest)  # bounds the count below for very generous limits
 
-        def op(conn: sqlite3.Connection) -> list[tuple]:
+        def op(conn: sqlite3.Connection) -> tuple[list[tuple], float | None]:
             due = conn.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE target = ? AND state = 'pending' "
                 "AND next_attempt_at <= ? LIMIT ?)",
                 (target, now, tokens + 1),
             ).fetchone()[0]
             if due == 0:
-                return []
-            return _due(conn, target, now, max_digest if due > tokens and due > 1 else 1)
+                return [], None
+            if due <= tokens or due == 1:
+                return _due(conn, target, now, 1), None
+            if quiet > 0:
+                newest, oldest = (conn.execute(
+                    f"SELECT created_at FROM jobs WHERE target = ? AND state = 'pending' ORDER BY id {order} LIMIT 1",
+                    (target,),
+                ).fetchone()[0] for order in ("DESC", "ASC"))
+                hold_until = min(newest + quiet, oldest + max_wait)
+                if hold_until > now:
+                    return [], hold_until
+            return _due(conn, target, now, max_digest), None
 
-        return await _jobs(await self.read(op))
+        rows, hold_until = await self.read(op)
+        return NextBatch(await _jobs(rows), hold_until)
 
     async def next_attempt_at(self, target: str) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:

@@ -68,9 +68,14 @@ def problems(tmp_path, text: str, env=None) -> str:
         ("routes: {a: [t]}\ndedup_window: soon\ntargets:\n  t: {type: testsink, url: 'http://x'}\n",
          "receiver.yml:2: dedup_window:"),
         ("targets:\n  t: {type: testsink, url: 'http://x'}\n", "receiver.yml:1: <root>: 'routes' is a required property"),
+        ("routes: {a: [t]}\ndigest_wait: {quiet: 30s, max: 10s}\ntargets:\n  t: {type: testsink, url: 'http://x'}\n",
+         "receiver.yml:2: digest_wait: need quiet <= max"),
+        ("routes: {a: [t]}\ndigest_wait: {quiet: 1s, hold: 2s}\ntargets:\n  t: {type: testsink, url: 'http://x'}\n",
+         "receiver.yml:2: digest_wait"),
     ],
     ids=["unknown-type", "unknown-target", "unknown-key", "missing-required", "bad-rate", "bad-tz", "missing-file",
-         "both-secret-forms", "empty-auth", "unset-env", "bad-duration", "no-routes"],
+         "both-secret-forms", "empty-auth", "unset-env", "bad-duration", "no-routes", "digest-wait-order",
+         "digest-wait-key"],
 )
 def test_mistakes_name_file_line_and_key(tmp_path, text, expected):
     assert expected in problems(tmp_path, text)

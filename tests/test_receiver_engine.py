@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from helpers import receiver_app
 from helpers.receiver import REGISTRY, body, fake_compose, fake_templates, payload, write_config
@@ -137,6 +138,56 @@ async def test_backlog_beyond_rate_limit_becomes_one_digest(tmp_path, sink):
         rt.engine.wake(["hook"])
         assert await sink.async_wait_for(lambda s: len(s.delivered()) == 2, 10)
         assert sink.delivered()[1].notification_ids() == [n.id]
+    finally:
+        await rt.stop()
+
+
+async def _accept(rt: Runtime, name: str) -> str:
+    n = prepare(body(payload(name)), None, "critical")
+    await rt.store.accept(n, *rt.targets_for(n))
+    rt.engine.wake(["hook"])
+    return n.id
+
+
+async def test_digest_waits_until_the_burst_is_over(tmp_path, sink):
+    # a backlog beyond the rate limit while AlertManager is still posting: one complete digest after
+    # the burst (digest_wait.quiet without new notifications), not a partial one in the middle of it
+    rt = offline_runtime(tmp_path, config(sink.url, ', rate_limit: "2/1h"', "digest_wait: {quiet: 500ms, max: 30s}"))
+    rt.store.open()
+    ids = [await _accept(rt, f"Queued{i}") for i in range(3)]
+    await rt.start()
+    try:
+        for i in range(6):  # one every 0.2 s: the burst goes on for 1.2 s
+            await asyncio.sleep(0.2)
+            ids.append(await _accept(rt, f"Burst{i}"))
+        last = time.time()
+        assert await sink.async_wait_for(lambda s: len(s.delivered()) == 1, 10)
+        digest = sink.delivered()[0]
+        assert sorted(digest.notification_ids()) == sorted(ids)
+        assert digest.at >= last + 0.4  # held until the burst had been quiet for ~500 ms
+        await asyncio.sleep(0.3)
+        assert len(sink.requests) == 1
+    finally:
+        await rt.stop()
+
+
+async def test_digest_wait_is_bounded_by_max(tmp_path, sink):
+    # notifications never stop coming: the digest still goes out digest_wait.max after the oldest
+    rt = offline_runtime(tmp_path, config(sink.url, ', rate_limit: "2/1h"', "digest_wait: {quiet: 1s, max: 1s}"))
+    rt.store.open()
+    queued = [await _accept(rt, f"Queued{i}") for i in range(3)]
+    oldest = time.time()
+    await rt.start()
+    try:
+        for i in range(20):  # 4 s of a notification every 0.2 s
+            await asyncio.sleep(0.2)
+            await _accept(rt, f"Storm{i}")
+            if sink.delivered():
+                break
+        assert sink.delivered(), "no digest while notifications kept arriving"
+        digest = sink.delivered()[0]
+        assert set(queued) <= set(digest.notification_ids())
+        assert oldest + 0.9 <= digest.at <= oldest + 2.5
     finally:
         await rt.stop()
 
