@@ -104,8 +104,10 @@ class AcceptWriter:
         self._executor.shutdown(wait=False)
 
     def submit(self, item: PendingAccept) -> None:
+        """Queue ``item``; its future is resolved once it is on disk, or fails with AcceptFailed."""
         if self.conn is None:
-            raise AcceptFailed("the store is closed")
+            self._fail([item], "the store is closed")
+            return
         self._pending.append(item)
         self._idle.clear()
         self._schedule()

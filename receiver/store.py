@@ -120,6 +120,7 @@ class Store:
         self.dedup_horizon = dedup_horizon  # how far back the in-memory dedup index reaches
         self._recent: dict[str, tuple[str, float]] = {}
         self._recent_pruned = 0.0
+        self._inflight: dict[str, asyncio.Future] = {}  # dedup key → commit of its first copy
         self.path = self.directory / DB_NAME
         self.synchronous = synchronous
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -350,11 +351,20 @@ class Store:
         now = acc.received_at.timestamp()
         dup = self._dedup(acc.dedup_key, acc.id, now, dedup_window)
         if dup is not None:
+            first = self._inflight.get(acc.dedup_key)
+            if first is not None:  # a copy acknowledged only once the first copy is on disk
+                try:
+                    await asyncio.shield(first)
+                except AcceptFailed:  # it was not stored after all (and is forgotten): this one is new
+                    return await self.accept(acc, targets, skipped, dedup_window=dedup_window)
             return AcceptResult(acc.id, True, dup)
         jobs = [(acc.id, t, "pending", now, now, now, None) for t in targets]
         jobs += [(acc.id, t, "skipped", now, 0.0, now, why) for t, why in skipped]
         row = (acc.id, acc.route, acc.group_key, acc.status, now, acc.dedup_key, acc.raw)
         fut = asyncio.get_running_loop().create_future()
+        key = acc.dedup_key
+        self._inflight[key] = fut
+        fut.add_done_callback(lambda f: self._inflight.pop(key) if self._inflight.get(key) is f else None)
         try:
             self.accepts.submit(PendingAccept(row, jobs, fut, lambda: self._forget(acc.dedup_key, acc.id)))
             await fut

@@ -80,3 +80,27 @@ async def test_wal_is_checkpointed_off_the_loop_and_stays_bounded(make_receiver,
     written = 80 * len(big)
     wal = rt.store.path.with_name(rt.store.path.name + "-wal").stat().st_size
     assert wal < written / 3, (wal, written)  # without checkpoints the WAL holds everything written
+
+
+async def test_a_copy_is_acknowledged_only_after_the_first_is_on_disk(make_receiver, sink, monkeypatch):
+    # two AlertManagers of an HA pair post the same notification while the outbox is briefly locked
+    monkeypatch.setattr(accepts, "BUSY_GIVE_UP", 0.3)
+    rt, client = await make_receiver(CONFIG.format(url=sink.url).replace("dedup_window: 0", "dedup_window: 5m"))
+    doc = body(payload("HA"))
+    other = sqlite3.connect(rt.store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:  # the first copy fails (503): the second must not have been acknowledged as its duplicate
+        first, second = await asyncio.gather(*(client.post("/alerts/critical", data=doc, headers=JSON)
+                                               for _ in range(2)))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert [first.status, second.status] in ([503, 200], [503, 503])
+    if second.status == 200:  # retried as a new notification once the first copy was not stored
+        assert (await second.json())["deduplicated"] is False
+    # lock released: first copy stored, the second is its duplicate, acknowledged after the commit
+    a, b = await asyncio.gather(*(client.post("/alerts/critical", data=body(payload("HA2")), headers=JSON)
+                                  for _ in range(2)))
+    answers = sorted([await a.json(), await b.json()], key=lambda d: d["deduplicated"])
+    assert [d["deduplicated"] for d in answers] == [False, True]
+    assert answers[1]["duplicate_of"] == answers[0]["id"]
