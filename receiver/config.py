@@ -128,6 +128,7 @@ class ReceiverConfig:
     max_body_bytes: int = 4 * 2**20
     template_dir: str | None = None
     retention: float = 7 * 86400.0  # delivered notifications older than this are pruned
+    dead_letter_retention: float = 30 * 86400.0  # dead letters given up longer ago than this too
     retry_initial_backoff: float = 1.0
     retry_max_backoff: float = 300.0
     max_digest_notifications: int = 500
@@ -159,6 +160,7 @@ class ReceiverConfig:
             "max_body_bytes": self.max_body_bytes,
             "template_dir": self.template_dir,
             "retention": self.retention,
+            "dead_letter_retention": self.dead_letter_retention,
             "retry_backoff": {"initial": self.retry_initial_backoff, "max": self.retry_max_backoff},
             "max_digest_notifications": self.max_digest_notifications,
             "digest_wait": {"quiet": self.digest_quiet, "max": self.digest_max_wait},
@@ -241,6 +243,7 @@ class _Builder:
                 max_body_bytes=parse_byte_size(data.get("max_body_bytes", 4 * 2**20)),
                 template_dir=template_dir,
                 retention=parse_duration(data.get("retention", 7 * 86400.0)),
+                dead_letter_retention=parse_duration(data.get("dead_letter_retention", 30 * 86400.0)),
                 retry_initial_backoff=initial,
                 retry_max_backoff=maximum,
                 max_digest_notifications=int(data.get("max_digest_notifications", 500)),

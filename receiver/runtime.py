@@ -121,6 +121,7 @@ class Runtime:
         if not self.store.is_open:
             self.store.open()
         await self.engine.apply(self.config, self.loaded.channels, self.loaded.templates)
+        await self._retire_removed_targets()
         self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
         self.running = True
         log.info("receiver started", extra={"routes": list(self.config.routes), "targets": list(self.config.targets)})
@@ -149,6 +150,7 @@ class Runtime:
             await self.engine.apply(loaded.config, loaded.channels, loaded.templates)
             self.store.dedup_horizon = max(self.store.dedup_horizon, loaded.config.dedup_window)
             self.loaded = loaded
+            await self._retire_removed_targets()
             self.metrics.init_targets({n: t.type for n, t in loaded.config.targets.items()})
             self.metrics.reloaded(True)
             self.last_reload_error = None
@@ -175,12 +177,27 @@ class Runtime:
                             on_template_error=lambda m: log.warning("custom template failed, default used",
                                                                     extra={"target": target_name, "err": m}))
 
+    async def _retire_removed_targets(self) -> None:
+        """Jobs waiting for a target the config no longer has would wait forever, unseen."""
+        for target, count in (await self.store.retire_targets(self.config.targets)).items():
+            log.warning("target no longer configured: its pending jobs are now dead letters",
+                        extra={"target": target, "jobs": count})
+
     async def _prune_loop(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_EVERY)
             try:
-                removed = await self.store.prune(time.time() - self.config.retention)
-                if removed:
-                    log.info("pruned old notifications", extra={"count": removed})
+                await self.prune()
             except Exception as exc:  # never let housekeeping kill the process
                 log.error("prune failed", extra={"err": str(exc)})
+
+    async def prune(self) -> int:
+        """Delete what retention and dead_letter_retention allow, in chunks (the loop stays responsive)."""
+        total, now = 0, time.time()
+        while removed := await self.store.prune(now - self.config.retention, now - self.config.dead_letter_retention):
+            total += removed
+            if removed < 5000:
+                break
+        if total:
+            log.info("pruned old notifications", extra={"count": total})
+        return total

@@ -495,18 +495,42 @@ class Store:
 
         return await self.read(op)
 
-    async def prune(self, older_than: float) -> int:
-        """Delete notifications accepted before ``older_than`` whose jobs are all finished (not dead)."""
+    async def prune(self, older_than: float, dead_older_than: float | None = None) -> int:
+        """Delete (at most 5,000) notifications accepted before ``older_than`` that have no pending
+        job and no dead letter given up after ``dead_older_than`` (default: no dead letter at all)."""
+        dead_cutoff = float("inf") if dead_older_than is None else dead_older_than
 
         def op(conn: sqlite3.Connection) -> int:
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM notifications n WHERE received_at < ? AND NOT EXISTS ("
-                "SELECT 1 FROM jobs j WHERE j.notification_id = n.id AND j.state IN ('pending', 'dead')) LIMIT 5000",
-                (older_than,),
+                "SELECT 1 FROM jobs j WHERE j.notification_id = n.id AND (j.state = 'pending' "
+                "OR (j.state = 'dead' AND j.updated_at >= ?))) LIMIT 5000",
+                (older_than, dead_cutoff),
             )]
             conn.executemany("DELETE FROM jobs WHERE notification_id = ?", [(i,) for i in ids])
             conn.executemany("DELETE FROM notifications WHERE id = ?", [(i,) for i in ids])
             return len(ids)
+
+        return await self.run(op)
+
+    async def retire_targets(self, configured: Iterable[str]) -> dict[str, int]:
+        """Pending jobs of targets that are no longer configured become dead letters (listed by the
+        API, re-queued by POST /api/v1/dead-letters/retry once the target is back). target → count."""
+        names = sorted(set(configured))
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            marks = ", ".join("?" * len(names)) or "NULL"
+            gone = dict(conn.execute(
+                f"SELECT target, count(*) FROM jobs WHERE state = 'pending' AND target NOT IN ({marks}) GROUP BY target",
+                names,
+            ).fetchall())
+            now = time.time()
+            conn.executemany(
+                "UPDATE jobs SET state = 'dead', updated_at = ?, last_error = ? WHERE state = 'pending' AND target = ?",
+                [(now, f"target {t!r} is no longer in the configuration; re-queue (POST /api/v1/dead-letters/retry) "
+                  "once it is back", t) for t in gone],
+            )
+            return gone
 
         return await self.run(op)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from helpers import receiver_app
 from helpers.receiver import REGISTRY, body, fake_compose, fake_templates, payload, write_config
@@ -280,3 +281,48 @@ async def test_dedup_survives_a_restart(tmp_path, sink):
         assert result.duplicate and result.duplicate_of == first.id
     finally:
         await rt2.stop()
+
+
+async def test_jobs_of_a_removed_target_become_dead_letters_and_can_be_requeued(make_receiver, sink):
+    two = """
+routes: {{critical: [hook, spare]}}
+targets:
+  hook: {{type: testsink, url: "{url}"}}
+  spare: {{type: testsink, url: "{url}/spare"{limit}}}
+"""
+    rt, client = await make_receiver(two.format(url=sink.url, limit=', rate_limit: "1/1h"'))
+    await post(client, payload("One"))
+    late = await post(client, payload("Two"))  # spare's token is spent: its job waits
+    assert await sink.async_wait_for(lambda s: len(s.delivered()) == 3, 10)
+    Path(rt.config_path).write_text(f'routes: {{critical: [hook]}}\ntargets: {{hook: {{type: testsink, url: "{sink.url}"}}}}\n')
+    assert (await client.post("/-/reload")).status == 200
+    dead = (await (await client.get("/api/v1/dead-letters")).json())["data"]
+    assert [(d["target"], d["notification_id"]) for d in dead] == [("spare", late["id"])]
+    assert "'spare' is no longer in the configuration" in dead[0]["reason"]
+    # the target is back: re-queue, delivered
+    Path(rt.config_path).write_text(two.format(url=sink.url, limit=""))
+    assert (await client.post("/-/reload")).status == 200
+    assert (await client.post("/api/v1/dead-letters/retry")).status == 200
+    assert await sink.async_wait_for(
+        lambda s: any(r.path.endswith("/spare") and r.notification_ids() == [late["id"]] for r in s.delivered()), 10)
+
+
+async def test_prune_keeps_pending_and_recent_dead_letters(tmp_path, sink):
+    rt = offline_runtime(tmp_path, config(sink.url))
+    rt.store.open()
+    try:
+        ids = [await _accept(rt, f"P{i}") for i in range(4)]
+        now = time.time()
+
+        def age(conn):  # 0: delivered long ago, 1: dead long ago, 2: dead recently, 3: still pending
+            conn.execute("UPDATE notifications SET received_at = ?", (now - 40 * 86400,))
+            conn.execute("UPDATE jobs SET state = 'delivered' WHERE notification_id = ?", (ids[0],))
+            conn.execute("UPDATE jobs SET state = 'dead', updated_at = ? WHERE notification_id = ?", (now - 31 * 86400, ids[1]))
+            conn.execute("UPDATE jobs SET state = 'dead', updated_at = ? WHERE notification_id = ?", (now - 86400, ids[2]))
+
+        await rt.store.run(age)
+        assert await rt.prune() == 2
+        left = await rt.store.read(lambda c: {r[0] for r in c.execute("SELECT id FROM notifications")})
+        assert left == {ids[2], ids[3]}
+    finally:
+        await rt.store.close()
