@@ -14,7 +14,7 @@ as with ``synchronous=FULL``; accepts arriving during an fsync are committed tog
 (group commit). NORMAL still syncs the WAL before checkpoints and the database after them;
 checkpoints run on the store's writer thread, never on the loop (``wal_autocheckpoint=0`` here).
 
-Other writers (the store's writer thread, the delivery process) hold the write lock only briefly;
+Other writers (the store's writer thread; anyone with the database open) hold the write lock briefly;
 a batch that finds it taken is retried a moment later instead of blocking the loop.
 """
 
