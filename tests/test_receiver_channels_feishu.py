@@ -100,6 +100,17 @@ async def test_answers_are_classified(session, status, body, kind, needle):
         assert needle in (result.detail if isinstance(result, Delivered) else result.reason)
 
 
+async def test_open_platform_frequency_limit_pauses_for_its_reset(session):
+    async with running(FakeFeishu({"tok": {}})) as fake:
+        channel = make_channel("feishu", {"url": fake.send_url("tok"), "throttle_pause": 60})
+        _, req = compose_fixture(channel, GOLDEN_FIXTURES[1])
+        fake.answer_next(429, {"code": 99991400, "msg": "request trigger frequency limit"},
+                         {"x-ogw-ratelimit-limit": "100", "x-ogw-ratelimit-reset": "7"})
+        result = await channel.send(ctx(session), req)
+        assert isinstance(result, RetryableFailure) and result.pause and result.retry_after == 7
+        assert "99991400" in result.reason
+
+
 async def test_unknown_hook_is_permanent(session):
     async with running(FakeFeishu({"tok": {}})) as fake:
         channel = make_channel("feishu", {"url": fake.send_url("other")})

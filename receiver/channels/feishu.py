@@ -30,18 +30,21 @@ from receiver.channels.im import (
     CodeTable,
     classify_http,
     color_of,
+    header,
     json_body,
     positive_number,
     required_url,
     shrink_field,
     unexpected_answer,
 )
-from receiver.channels.util import http_send, truncate_chars
+from receiver.channels.util import http_send, parse_retry_after, truncate_chars
 from receiver.mentions import MENTIONS_SCHEMA, MentionConfig, Mentions
 from receiver.model import Notification
 
-# 11232 "frequency limited" / 9499 "too many request"
-CODES = CodeTable("Feishu", code_word="code", throttled=frozenset({11232, 9499}), ok_text="success")
+# 11232 "frequency limited" (custom bots: 100/min and 5/s each; Feishu's custom bot guide),
+# 9499 "too many request", 99991400 "request trigger frequency limit" (the Open Platform's limit:
+# HTTP 429, or 400 on older APIs, with the wait in x-ogw-ratelimit-reset; Feishu's rate limit guide)
+CODES = CodeTable("Feishu", code_word="code", throttled=frozenset({11232, 9499, 99991400}), ok_text="success")
 #: card header template per colour word (Feishu has all of templating's palette)
 HEADER_TEMPLATES = {"red": "red", "orange": "orange", "yellow": "yellow", "blue": "blue", "grey": "grey", "green": "green"}
 MAX_BYTES = 20_000
@@ -136,7 +139,8 @@ class FeishuChannel(Channel):
         code = None if data is None else data.get("code", data.get("StatusCode"))
         msg = "" if data is None else redact_text(str(data.get("msg", data.get("StatusMessage", ""))))
         if code in CODES.throttled:  # a frequency-limit code pauses the target whatever the HTTP status
-            return CODES.classify(code, msg, throttle_pause=self.throttle_pause)
+            reset = parse_retry_after(header(answer, "x-ogw-ratelimit-reset"))
+            return CODES.classify(code, msg, throttle_pause=reset or self.throttle_pause)
         failure = classify_http(answer, CODES.service)
         if failure is not None:
             return failure

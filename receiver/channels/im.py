@@ -80,7 +80,7 @@ def classify_http(answer: HttpAnswer, service: str) -> RetryableFailure | Perman
     body = redact_text(answer.text.strip())[:500]
     reason = f"{service} HTTP {answer.status}: {body}" if body else f"{service} HTTP {answer.status}"
     if answer.status == 429 or answer.status >= 500:
-        return RetryableFailure(reason, retry_after=parse_retry_after(_header(answer, "Retry-After")))
+        return RetryableFailure(reason, retry_after=parse_retry_after(header(answer, "Retry-After")))
     return PermanentFailure(reason)
 
 
@@ -143,7 +143,8 @@ def json_body(answer: HttpAnswer) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _header(answer: HttpAnswer, name: str) -> str | None:
+def header(answer: HttpAnswer, name: str) -> str | None:
+    """A response header, case-insensitively."""
     for key, value in answer.headers.items():
         if key.lower() == name.lower():
             return value
