@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 BUSY_RETRY = 0.001  # seconds before retrying a batch that found the write lock taken
 BUSY_GIVE_UP = 10.0  # seconds of lock contention before the batch fails (503, the sender retries)
 CHECKPOINT_BYTES = 4 * 2**20  # ask for a checkpoint after about this much was written to the WAL
+BATCH_BYTES = 8 * 2**20  # payload bytes per transaction: bounds how long one commit holds the loop
+WAL_SIZE_LIMIT = 64 * 2**20  # the WAL file is cut back to this when SQLite starts it over
 
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -86,6 +88,7 @@ class AcceptWriter:
         conn.execute("PRAGMA synchronous=NORMAL")  # the WAL is fsynced below, before anyone is answered
         conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints belong to the writer thread
         conn.execute("PRAGMA busy_timeout=0")  # never sleep on the loop: retry the batch instead
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # a burst's WAL does not stay on disk
         self.conn = conn
         self._wal_fd = os.open(self.wal_path, os.O_RDWR)
         return conn
@@ -123,9 +126,16 @@ class AcceptWriter:
             loop.call_soon(self._commit)
 
     def _commit(self) -> None:
-        """Insert and commit everything pending (one transaction), then sync it in a thread."""
+        """Insert and commit what is pending (one transaction, up to BATCH_BYTES of payload), then
+        sync it in a thread; the rest goes into the next transaction."""
         self._scheduled = False
-        batch, self._pending = self._pending, []
+        size, cut = 0, len(self._pending)
+        for i, p in enumerate(self._pending):
+            size += len(p.notification_row[-1])
+            if size > BATCH_BYTES and i > 0:
+                cut = i
+                break
+        batch, self._pending = self._pending[:cut], self._pending[cut:]
         if not batch:
             self._idle.set()
             return

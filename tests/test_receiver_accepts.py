@@ -104,3 +104,15 @@ async def test_a_copy_is_acknowledged_only_after_the_first_is_on_disk(make_recei
     answers = sorted([await a.json(), await b.json()], key=lambda d: d["deduplicated"])
     assert [d["deduplicated"] for d in answers] == [False, True]
     assert answers[1]["duplicate_of"] == answers[0]["id"]
+
+
+async def test_big_bodies_are_split_over_several_transactions(make_receiver, sink, monkeypatch):
+    monkeypatch.setattr(accepts, "BATCH_BYTES", 20_000)
+    rt, client = await make_receiver(CONFIG.format(url=sink.url))
+    big = body(payload("Big", n_alerts=40))  # ~15 KB: one per transaction
+    commits = rt.store.accepts.commits
+    resps = await asyncio.gather(*(client.post("/alerts/critical", data=big, headers=JSON) for _ in range(20)))
+    assert {r.status for r in resps} == {200}
+    assert rt.store.accepts.commits - commits == 20
+    count = await rt.store.read(lambda c: c.execute("SELECT count(*) FROM notifications").fetchone()[0])
+    assert count == 20
