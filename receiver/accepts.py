@@ -141,23 +141,20 @@ class AcceptWriter:
             return
         conn = self.conn
         if conn is None:
-            self._fail(batch, "the store is closed")
+            self._fail(batch + self._pending, "the store is closed")
+            self._pending = []
             self._idle.set()
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc) and self._waited_less_than(BUSY_GIVE_UP):
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and self._waited_less_than(BUSY_GIVE_UP):
                 self._pending = batch + self._pending
                 self._schedule(BUSY_RETRY)
                 return
             self._busy_since = None
             self._fail(batch, f"store error: {exc}")
-            self._idle.set()
-            return
-        except sqlite3.Error as exc:
-            self._fail(batch, f"store error: {exc}")
-            self._idle.set()
+            self._after_sync()  # the rest of the pending ones get their own attempt
             return
         self._busy_since = None
         try:
