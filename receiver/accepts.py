@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 
 BUSY_RETRY = 0.001  # seconds before retrying a batch that found the write lock taken
 BUSY_GIVE_UP = 10.0  # seconds of lock contention before the batch fails (503, the sender retries)
-CHECKPOINT_BYTES = 4 * 2**20  # ask for a checkpoint after about this much was written to the WAL
+CHECKPOINT_BYTES = 16 * 2**20  # ask for a checkpoint after about this much was written to the WAL
 BATCH_BYTES = 8 * 2**20  # payload bytes per transaction: bounds how long one commit holds the loop
-WAL_SIZE_LIMIT = 16 * 2**20  # the WAL file is cut back to this when SQLite starts it over
+WAL_SIZE_LIMIT = 32 * 2**20  # the WAL file is cut back to this when SQLite starts it over
 
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (id, route, group_key, status, received_at, dedup_key, body) VALUES (?, ?, ?, ?, ?, ?, ?)"

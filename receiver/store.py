@@ -353,7 +353,7 @@ class Store:
     ) -> AcceptResult:
         """Store the payload as received with one pending job per target (and a 'skipped' record per
         skipped target), unless the same notification was accepted within ``dedup_window`` seconds."""
-        if not self.is_open or self.accepts is None:
+        if self._closed or self.accepts is None:  # (not is_open: Thread.is_alive takes a lock, per request)
             raise StoreUnavailable("the store is closed")
         now = acc.received_at.timestamp()
         dup = self._dedup(acc.dedup_key, acc.id, now, dedup_window)
