@@ -214,7 +214,7 @@ class Store:
                 except queue.Empty:
                     break
                 if item is not None and item is not _CHECKPOINT:
-                    _resolve(item[1], item[2], None, StoreUnavailable("the store is closed"))
+                    _resolve_all([(item[1], item[2], None, StoreUnavailable("the store is closed"))])
 
     def _execute_batch(self, conn: sqlite3.Connection, batch: list) -> None:
         """One transaction, one commit for the whole batch; each operation runs inside a
@@ -607,18 +607,3 @@ async def _jobs(rows: list[tuple]) -> list[Job]:
 def _describe(body: str, route: str, nid: str, received_at: float) -> dict[str, Any]:
     """API view of a stored notification: normalized, plus the payload exactly as received."""
     return {**notification_to_dict(_restore(body, route, nid, received_at)), "payload": json.loads(body)}
-
-
-def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value: Any, err: BaseException | None) -> None:
-    def set_result() -> None:
-        if fut.done():
-            return
-        if err is not None:
-            fut.set_exception(err)
-        else:
-            fut.set_result(value)
-
-    try:
-        loop.call_soon_threadsafe(set_result)
-    except RuntimeError:  # loop closed
-        pass
